@@ -1,0 +1,42 @@
+# lineinspect — `make run` starts the whole service on this machine, `make test` runs the suite.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint install install-dev demo-frames clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# Runtime install: onnxruntime, no torch.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $(STAMP)
+
+# Test install adds the training extra (torch 2.13.0 CPU build from the local wheel cache)
+# because the architecture tests export PyTorch models to ONNX.
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[train,test]'
+	touch $(STAMP) $(VENV)/.installed-dev
+
+install: $(STAMP)
+install-dev: $(VENV)/.installed-dev
+
+run: $(STAMP)
+	$(BIN)/lineinspect run
+
+test: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+
+demo-frames: $(VENV)/.installed-dev
+	$(BIN)/python deploy/demo/make_demo_frames.py
+
+clean:
+	rm -rf $(VENV) var

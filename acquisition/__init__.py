@@ -1,0 +1,1 @@
+"""Acquisition concern: pypylon camera -> Redis stream ``frames:{line}``."""

@@ -1,0 +1,43 @@
+"""Prometheus metrics of SPEC section 5 (names are part of the contract).
+
+All processes import their metrics from here so that names and labels stay in one place.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+FRAMES = Counter("lineinspect_frames", "Frames grabbed completely by the camera", ["line"])
+VERDICTS = Counter("lineinspect_verdicts", "Inspections logged, by verdict", ["line", "verdict"])
+DEFECTS = Counter("lineinspect_defects", "Defects found, by class", ["line", "class"])
+FRAMES_DROPPED = Counter(
+    "lineinspect_frames_dropped",
+    "Frames lost: gaps in the camera frame id, incomplete buffers, stream overflow",
+    ["line"],
+)
+FRAMES_INCOMPLETE = Counter(
+    "lineinspect_frames_incomplete", "GigE buffers grabbed incompletely (never inspected)", ["line"]
+)
+CAMERA_CONNECTED = Gauge("lineinspect_camera_connected", "1 when the camera is open", ["line"])
+GRAB_TO_VERDICT = Histogram(
+    "lineinspect_grab_to_verdict_seconds",
+    "Host grab time to published verdict",
+    ["line"],
+    buckets=_LATENCY_BUCKETS,
+)
+MODEL_INFERENCE = Histogram(
+    "lineinspect_model_inference_seconds",
+    "onnxruntime run time per model per frame (all its tiles)",
+    ["model"],
+    buckets=_LATENCY_BUCKETS,
+)
+STREAM_LAG = Gauge(
+    "lineinspect_stream_lag_frames", "Frames in the stream not yet read by inference", ["line"]
+)
+FRAME_BRIGHTNESS = Gauge("lineinspect_frame_brightness", "Mean gray value of the last frame", ["line"])
+CAMERA_RECONNECTS = Counter("lineinspect_camera_reconnects", "Camera re-open attempts", ["line"])
+STREAM_RECLAIMED = Counter(
+    "lineinspect_stream_reclaimed", "Pending frames of dead workers reclaimed", ["line"]
+)

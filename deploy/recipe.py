@@ -1,0 +1,150 @@
+"""Recipe: one YAML file per product type saying how a line is inspected.
+
+A recipe names the camera settings (geometry, exposure, trigger, GigE transport), the
+models that run with their tile size and stride, the per-class score and minimum-area
+thresholds, the optional AlexNet-SVM screen (cascade) and the rule that makes a frame NG.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from deploy.settings import REPO_ROOT, Settings
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class TransportSettings(_Strict):
+    """GigE Vision transport settings that prevent incompletely grabbed buffers."""
+
+    #: GevSCPSPacketSize in bytes; 9000 needs jumbo frames on the NIC, 1500 without.
+    packet_size: int = 1500
+    #: GevSCPD inter-packet delay in timestamp ticks (raise when packets are lost).
+    inter_packet_delay: int = 0
+    #: GevSCFTD frame transmission delay in ticks (stagger several cameras on one NIC).
+    frame_transmission_delay: int = 0
+    #: Stream grabber socket buffer size in KiB.
+    socket_buffer_kb: int = 2048
+    #: Number of grab buffers (InstantCamera MaxNumBuffer).
+    grab_buffers: int = 16
+
+
+class CameraSettings(_Strict):
+    """Camera configuration applied through GenICam node names when the node exists."""
+
+    pixel_format: str = "Mono8"
+    #: 0 = keep the camera's current/maximum width/height (never hard-code geometry).
+    width: int = 0
+    height: int = 0
+    offset_x: int = 0
+    offset_y: int = 0
+    exposure_us: float = 3000.0
+    gain_db: float = 0.0
+    frame_rate: float = 30.0
+    trigger_mode: Literal["free_run", "hardware"] = "free_run"
+    trigger_source: str = "Line1"
+    trigger_activation: str = "RisingEdge"
+    transport: TransportSettings = Field(default_factory=TransportSettings)
+
+
+class ModelSpec(_Strict):
+    """One model in the recipe and how its output becomes defects."""
+
+    name: str
+    #: ONNX path, relative to the repository root or absolute.
+    path: str
+    #: Tile edge in frame pixels (classify) or tile edge for segmentation (0 = whole frame).
+    tile: int = 224
+    #: Stride between tiles in frame pixels (0 = same as tile: no overlap).
+    stride: int = 0
+    #: Default minimum score for a class to count as a defect.
+    threshold: float = 0.5
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    #: Default minimum defect area in frame pixels.
+    min_area: int = 0
+    min_areas: dict[str, int] = Field(default_factory=dict)
+    #: Classes that are not defects (e.g. ``defect_free``; ``background``/``ok`` always).
+    ok_classes: list[str] = Field(default_factory=lambda: ["defect_free", "background", "ok"])
+    #: Tiles per onnxruntime call.
+    batch_size: int = 32
+
+    def threshold_for(self, cls: str) -> float:
+        """Score threshold for ``cls``."""
+        return self.thresholds.get(cls, self.threshold)
+
+    def min_area_for(self, cls: str) -> int:
+        """Minimum area in pixels for ``cls``."""
+        return self.min_areas.get(cls, self.min_area)
+
+    @property
+    def effective_stride(self) -> int:
+        """Stride in pixels (the tile size when not set)."""
+        return self.stride or self.tile
+
+    def resolved_path(self) -> Path:
+        """Absolute path of the ONNX file."""
+        p = Path(self.path)
+        return p if p.is_absolute() else REPO_ROOT / p
+
+
+class ScreenSpec(_Strict):
+    """Cascade: an OK/NG screen model gates the heavier models."""
+
+    model: ModelSpec
+    #: Defect probability above which the heavy models run.
+    threshold: float = 0.5
+    #: ``frame``: screen the whole frame once; ``tile``: screen per tile of ``model.tile``.
+    scope: Literal["frame", "tile"] = "frame"
+    #: Whether the screen's own positive counts as a defect when the heavy models find none.
+    report_screen_defect: bool = True
+
+
+class VerdictRule(_Strict):
+    """What makes a frame NG."""
+
+    #: Classes that make a frame NG (empty = any defect class).
+    ng_classes: list[str] = Field(default_factory=list)
+    #: Minimum number of defects for NG.
+    min_defects: int = 1
+
+
+class Recipe(_Strict):
+    """A product type's inspection recipe."""
+
+    name: str
+    description: str = ""
+    camera: CameraSettings = Field(default_factory=CameraSettings)
+    #: Region of interest in frame pixels ``[x, y, w, h]``; None = whole frame.
+    roi: tuple[int, int, int, int] | None = None
+    models: list[ModelSpec] = Field(default_factory=list)
+    screen: ScreenSpec | None = None
+    verdict: VerdictRule = Field(default_factory=VerdictRule)
+    #: Verdicts older than this answer UNKNOWN to the PLC.
+    stale_after_ms: int = 1000
+    #: Redis stream cap (XADD MAXLEN ~).
+    stream_maxlen: int = 2000
+
+    @model_validator(mode="after")
+    def _unique_model_names(self) -> Recipe:
+        names = [m.name for m in self.models]
+        if len(names) != len(set(names)):
+            raise ValueError(f"duplicate model names in recipe: {names}")
+        return self
+
+
+def load_recipe(name_or_path: str | Path, settings: Settings | None = None) -> Recipe:
+    """Load a recipe by file stem (from ``recipes_dir``) or by path."""
+    p = Path(name_or_path)
+    if not p.suffix:
+        base = settings.recipes_dir if settings else Path(__file__).resolve().parent / "recipes"
+        p = base / f"{name_or_path}.yaml"
+    if not p.exists():
+        raise FileNotFoundError(f"recipe not found: {p}")
+    data = yaml.safe_load(p.read_text()) or {}
+    return Recipe.model_validate(data)

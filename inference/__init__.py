@@ -1,0 +1,1 @@
+"""Inference concern: stream consumer -> tiler -> ONNX models -> defects -> verdict."""

@@ -1,0 +1,88 @@
+"""The inspection result every later stage (storage, Redis verdict, API) works with."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import IntEnum
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Verdict(IntEnum):
+    """Verdict codes the PLC reads (``code``)."""
+
+    OK = 0
+    NG = 1
+    UNKNOWN = 2
+
+
+class Defect(BaseModel):
+    """One defect found in a frame; ``bbox`` is ``[x, y, w, h]`` in frame pixels."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    cls: str = Field(alias="class")
+    score: float
+    bbox: tuple[int, int, int, int]
+    area_px: int
+    model: str
+
+    def as_json(self) -> dict[str, Any]:
+        """JSON form with the ``class`` key."""
+        return self.model_dump(by_alias=True)
+
+
+class InspectionResult(BaseModel):
+    """Result of inspecting one frame, before and after it is stored."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    inspection_id: int | None = None
+    line_id: str
+    frame_id: int
+    captured_at: datetime
+    verdict: str
+    defects: list[Defect] = Field(default_factory=list)
+    #: model name -> artifact version
+    models: dict[str, str] = Field(default_factory=dict)
+    #: grab (host timestamp) to verdict, milliseconds
+    latency_ms: float = 0.0
+    recipe: str = ""
+    width: int = 0
+    height: int = 0
+    brightness: float = 0.0
+    #: class names indexed by the values of ``mask`` (index 0 = background)
+    mask_classes: list[str] = Field(default_factory=lambda: ["background"])
+    #: frame-level class-indexed mask (not serialised)
+    mask: np.ndarray | None = Field(default=None, exclude=True)
+
+    @property
+    def code(self) -> int:
+        """PLC code: 0 OK, 1 NG, 2 UNKNOWN."""
+        return int(Verdict[self.verdict])
+
+    def as_json(self, now: datetime | None = None) -> dict[str, Any]:
+        """The inspection JSON of SPEC section 4 (``age_ms`` computed against ``now``)."""
+        now = now or datetime.now(UTC)
+        captured = self.captured_at
+        if captured.tzinfo is None:
+            captured = captured.replace(tzinfo=UTC)
+        return {
+            "inspection_id": self.inspection_id,
+            "line_id": self.line_id,
+            "frame_id": self.frame_id,
+            "captured_at": captured.isoformat().replace("+00:00", "Z"),
+            "verdict": self.verdict,
+            "code": self.code,
+            "defects": [d.as_json() for d in self.defects],
+            "models": self.models,
+            "latency_ms": round(self.latency_ms, 3),
+            "age_ms": round((now - captured).total_seconds() * 1000.0, 3),
+            "recipe": self.recipe,
+            "width": self.width,
+            "height": self.height,
+            "brightness": round(self.brightness, 3),
+            "mask_classes": self.mask_classes,
+        }
