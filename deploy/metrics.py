@@ -36,7 +36,9 @@ MODEL_INFERENCE = Histogram(
 STREAM_LAG = Gauge(
     "lineinspect_stream_lag_frames", "Frames in the stream not yet read by inference", ["line"]
 )
-FRAME_BRIGHTNESS = Gauge("lineinspect_frame_brightness", "Mean gray value of the last frame", ["line"])
+FRAME_BRIGHTNESS = Gauge(
+    "lineinspect_frame_brightness", "Mean gray value of the last frame", ["line"]
+)
 CAMERA_RECONNECTS = Counter("lineinspect_camera_reconnects", "Camera re-open attempts", ["line"])
 STREAM_RECLAIMED = Counter(
     "lineinspect_stream_reclaimed", "Pending frames of dead workers reclaimed", ["line"]

@@ -1,0 +1,1 @@
+"""Storage concern: inspection log (SQLAlchemy), image store, Redis connection and keys."""
