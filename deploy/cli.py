@@ -1,0 +1,215 @@
+"""The ``lineinspect`` command line (typer).
+
+Service parts: ``acquire``, ``infer``, ``serve`` and ``run`` (all three in one process).
+Models: ``train``, ``export``, ``evaluate``. Benchmarks: ``bench models|pipeline``.
+Heavy imports happen inside the commands so ``lineinspect --help`` stays fast and the
+service commands never import torch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="lineinspect: inline surface inspection", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks that print figures", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+console = Console()
+
+
+def _settings(**overrides: object):  # noqa: ANN202 - Settings is imported lazily
+    from deploy.settings import Settings
+
+    values = {k: v for k, v in overrides.items() if v not in (None, "")}
+    settings = Settings(**values)
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return settings
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(2)
+
+
+def _recipe(settings):  # noqa: ANN001, ANN202
+    from deploy.recipe import load_recipe
+
+    try:
+        return load_recipe(settings.recipe, settings)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def acquire(
+    recipe: str = typer.Option("", help="recipe name or YAML path"),
+    line: str = typer.Option("", help="line id"),
+    camera: str = typer.Option("", help="camera serial number or user-defined name"),
+) -> None:
+    """Grab frames from the camera into the Redis stream ``frames:{line}``."""
+    from acquisition.worker import run_acquisition
+
+    settings = _settings(recipe=recipe, line_id=line, camera=camera)
+    run_acquisition(settings, _recipe(settings))
+
+
+@app.command()
+def infer(
+    recipe: str = typer.Option("", help="recipe name or YAML path"),
+    line: str = typer.Option("", help="line id"),
+) -> None:
+    """Inspect frames from the stream, log them and publish verdicts (scale out freely)."""
+    from inference.worker import run_inference
+
+    settings = _settings(recipe=recipe, line_id=line)
+    run_inference(settings, _recipe(settings))
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("", help="bind address"),
+    port: int = typer.Option(0, help="port"),
+) -> None:
+    """Serve the HTTP API, the QA UI and /metrics."""
+    import uvicorn
+    from api.app import create_app
+
+    settings = _settings(api_host=host, api_port=port or None)
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port)
+
+
+@app.command()
+def run(
+    recipe: str = typer.Option("", help="recipe name or YAML path"),
+    line: str = typer.Option("", help="line id"),
+) -> None:
+    """Everything on one machine: embedded Redis, SQLite, emulated camera, worker, API."""
+    from deploy.runner import run_all
+
+    settings = _settings(recipe=recipe, line_id=line)
+    run_all(settings)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply the database migrations to ``LINEINSPECT_DATABASE_URL``."""
+    from storage.db import migrate as do_migrate
+
+    settings = _settings()
+    do_migrate(settings.sqlalchemy_url)
+    console.print(f"migrated {settings.sqlalchemy_url}")
+
+
+@app.command()
+def train(
+    task: str = typer.Argument(..., help="classify or segment"),
+    arch: str = typer.Option(..., help="aludef | mm | esg_convnext | sme_deeplabv3plus"),
+    data: Path = typer.Option(..., exists=True, file_okay=False, help="data set folder"),
+    out: Path = typer.Option(..., help="run directory (checkpoints, metrics, plots)"),
+    epochs: int = 30,
+    variant: str = "small",
+    batch_size: int = 32,
+    lr: float = 2e-3,
+    input_size: str = typer.Option("128,128", help="H,W the model is trained at"),
+    channels: int = typer.Option(1, help="1 (gray) or 3 (RGB)"),
+    seed: int = 0,
+    select_metric: str = typer.Option("", help="accuracy | macro_f1 | miou"),
+    threads: int = 0,
+    max_minutes: float = typer.Option(0.0, help="stop after this many minutes (0 = no limit)"),
+    resume: bool = typer.Option(False, help="continue from OUT/last.pt"),
+) -> None:
+    """Train a zoo network on a data set with a grouped train/validation split."""
+    from models.arch import ARCHITECTURES, task_of
+    from models.train import TrainConfig
+    from models.train import train as do_train
+
+    if task not in ("classify", "segment"):
+        _fail("task must be classify or segment")
+    if arch not in ARCHITECTURES or task_of(arch) != task:
+        _fail(f"{arch!r} is not a {task} architecture")
+    size = [int(v) for v in input_size.split(",")]
+    cfg = TrainConfig(
+        task=task,
+        arch=arch,
+        data=str(data),
+        out=str(out),
+        variant=variant,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        input_size=size,
+        channels=channels,
+        seed=seed,
+        threads=threads,
+        max_minutes=max_minutes,
+        select_metric=select_metric or ("miou" if task == "segment" else "accuracy"),
+    )
+    metrics = do_train(cfg, resume=resume)
+    console.print_json(json.dumps({k: v for k, v in metrics.items() if k != "confusion"}))
+
+
+@app.command()
+def export(
+    checkpoint: Path = typer.Option(..., exists=True, dir_okay=False),
+    out: Path = typer.Option(..., help="models/zoo/<name>.onnx"),
+    version: str = "1.0.0",
+    data: Path = typer.Option(None, help="data set to re-score the validation split on"),
+    card: bool = typer.Option(True, help="write the model card <out>.md"),
+) -> None:
+    """Export a checkpoint to ONNX with SPEC metadata, check parity, write the card."""
+    from models.export import export_checkpoint
+
+    facts = export_checkpoint(checkpoint, out, version=version, data=data)
+    if card:
+        from models.card import write_card
+
+        write_card(facts, out.with_suffix(".md"))
+    console.print(
+        f"{out}: {facts['params']:,} params, {facts['gflops']} GFLOPs, "
+        f"parity {facts['onnx_max_abs_diff']:.1e}"
+    )
+
+
+@app.command()
+def evaluate(
+    model: Path = typer.Option(..., exists=True, dir_okay=False, help="ONNX file"),
+    data: Path = typer.Option(..., exists=True, file_okay=False, help="data set folder"),
+    split: str = typer.Option("all", help="all | val | train (the grouped split of training)"),
+    seed: int = 0,
+    out: Path = typer.Option(None, help="folder for evaluation.json + confusion.png"),
+) -> None:
+    """Score a released ONNX model on a folder of images (ONNX + metadata only)."""
+    from models.evaluate import evaluate as do_eval
+
+    try:
+        m = do_eval(model, data, split=split, seed=seed, out_dir=out)
+    except ValueError as exc:
+        _fail(str(exc))
+    table = Table(title=f"{model.name} on {data} ({split}, {m['images']} images)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in ("accuracy", "macro_f1", "miou", "pixel_accuracy", "recall_defective"):
+        if key in m:
+            table.add_row(key, f"{m[key]:.4f}")
+    for cls, v in (m.get("per_class_iou") or {}).items():
+        table.add_row(f"IoU {cls}", "-" if v is None else f"{v:.4f}")
+    console.print(table)
+    if "confusion" in m and "per_class" in m:
+        console.print("confusion (rows = true):", m["confusion"])
+
+
+def main() -> None:
+    """Entry point used by ``python -m deploy.cli``."""
+    app(sys.argv[1:])
+
+
+if __name__ == "__main__":
+    main()

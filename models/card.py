@@ -1,0 +1,152 @@
+"""Model cards (``models/zoo/<name>.md``) written from the measured export facts."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+from models.arch import ARCHITECTURES
+
+PAPERS = {
+    "aludef": "AluDef-ClassNet (shared/papers/000_*): DoG pyramid fusion + 1x1-conv sigmoid "
+    "attention + ResNet50 with dilated convolutions",
+    "mm": "MM multi-scale lightweight network (shared/papers/002_*): DoG pyramid scale space, "
+    "key-point group convolution, fusion-encoding branch",
+    "esg_convnext": "ESG-ConvNeXt (shared/papers/003_*): ConvNeXtV2 1:1:3:1 with ELA/SimAM/GAM, "
+    "parallel residual module, PReLU downsampling",
+    "sme_deeplabv3plus": "SME-DeepLabV3+ (shared/papers/004_*): DeepLabV3+ with StarNet backbone, "
+    "MSAA instead of ASPP, ELA on low-level features",
+    "alexnet_spp": "AlexNet-SPP features + SSA-tuned SVM (shared/papers/001_*)",
+}
+
+LICENCES = {
+    "neu-cls": "NEU surface defect database (Northeastern University, China) — free for research; "
+    "images are not redistributed here.",
+    "neu-seg": "NEU-Seg (via Chris2wzk/UNet-NEU-SEG) — free for research; "
+    "images not redistributed.",
+    "x-sdd": "X-SDD (Fighter20092392/X-SDD-A-New-benchmark) — Apache-2.0.",
+    "aluminum-tiles": "derived from NETgonight/Aluminum-defect — no licence stated: "
+    "research use only; images not redistributed.",
+    "aluminum": "NETgonight/Aluminum-defect — no licence stated: research use only.",
+    "ksdd": "KolektorSDD (Kolektor Group / ViCoS) — CC BY-NC-SA 4.0: research use; images not "
+    "redistributed.",
+}
+
+
+def _arch_doc(arch: str) -> str:
+    try:
+        module = importlib.import_module(ARCHITECTURES[arch][0])
+    except ImportError:
+        return ""
+    return (module.__doc__ or "").strip()
+
+
+def _cm_table(cm: list[list[int]], classes: list[str]) -> str:
+    head = "| true \\ pred | " + " | ".join(classes) + " |\n|---|" + "---|" * len(classes) + "\n"
+    rows = "".join(
+        f"| {c} | " + " | ".join(str(v) for v in row) + " |\n"
+        for c, row in zip(classes, cm, strict=True)
+    )
+    return head + rows
+
+
+def render_card(f: dict) -> str:
+    """Markdown model card from the export facts dict of :func:`models.export.export_checkpoint`."""
+    cfg = f["config"]
+    meta = f["meta"]
+    classes = json.loads(meta["lineinspect.classes"])
+    dataset = Path(cfg["data"]).name
+    onnx_m = f.get("onnx_val_metrics") or {}
+    tm = f["train_metrics"]
+    cmd = (
+        f"lineinspect train {cfg['task']} --arch {cfg['arch']} --data {cfg['data']} "
+        f"--out {Path(cfg['out'])} --epochs {cfg['epochs']} --variant {cfg['variant']} "
+        f"--batch-size {cfg['batch_size']} --lr {cfg['lr']} "
+        f"--input-size {','.join(map(str, cfg['input_size']))} --channels {cfg['channels']} "
+        f"--seed {cfg['seed']} --select-metric {cfg['select_metric']}"
+    )
+    lines = [
+        f"# {f['name']} — model card",
+        "",
+        f"**Paper**: {PAPERS.get(cfg['arch'], cfg['arch'])}.",
+        f"**Released variant**: `{cfg['variant']}` ({f['params']:,} parameters, "
+        f"{f['gflops']} GFLOPs at {cfg['input_size'][0]}x{cfg['input_size'][1]}, "
+        f"{f['size_mb']} MB ONNX). Version `{meta['lineinspect.version']}`.",
+        "",
+        "## Artifact",
+        "| key | value |",
+        "|---|---|",
+        *[f"| `{k}` | `{v}` |" for k, v in meta.items()],
+        f"| ONNX vs PyTorch max abs diff | {f['onnx_max_abs_diff']:.2e} |",
+        "",
+        "## Training",
+        f"- data: `{dataset}` ({f['split']['train']} train / {f['split']['val']} validation "
+        "images; grouped split: rotated/flipped copies of one original stay on one side; "
+        f"stratified; seed {cfg['seed']})",
+        f"- command: `{cmd}`",
+        f"- hyper-parameters: AdamW lr {cfg['lr']}, weight decay {cfg['weight_decay']}, "
+        f"{cfg['warmup_epochs']} warm-up epochs then cosine, batch {cfg['batch_size']}, "
+        f"label smoothing {cfg['label_smoothing']}, EMA {cfg['ema_decay']}, class-balanced "
+        "loss weights (inverse frequency^0.5), augmentation: flips, 90° rotations, brightness "
+        "x0.7–1.3, Gaussian noise",
+        f"- best epoch {tm.get('epoch', '?') if isinstance(tm, dict) else '?'} of "
+        f"{cfg['epochs']}, selected by validation {cfg['select_metric']}; wall time "
+        f"{f.get('wall_s', '?')} s on {f.get('train_hardware', 'this 2-core CPU (no GPU)')}",
+        "",
+        "## Validation metrics (own grouped validation split, scored from the ONNX file)",
+    ]
+    m = onnx_m or tm
+    if cfg["task"] == "classify":
+        lines += [
+            f"- top-1 accuracy **{m['accuracy']:.4f}**, macro F1 **{m['macro_f1']:.4f}** "
+            f"({m.get('n', '?')} images)",
+            "",
+            _cm_table(m["confusion"], classes),
+            "![confusion](" + f"{f['name']}.confusion.png)" if f.get("confusion_png") else "",
+        ]
+    else:
+        lines += [
+            f"- mIoU incl. background **{m['miou']:.4f}**, pixel accuracy "
+            f"{m['pixel_accuracy']:.4f}",
+            "",
+            "| class | IoU |",
+            "|---|---|",
+        ]
+        lines += [
+            f"| {c} | {'-' if v is None else f'{v:.4f}'} |" for c, v in m["per_class_iou"].items()
+        ]
+    lines += [
+        "",
+        f"Reproduce: `lineinspect evaluate --model models/zoo/{f['name']}.onnx --data {cfg['data']}"
+        f" --split val --seed {cfg['seed']}`",
+        "",
+        "## CPU latency (onnxruntime, CPUExecutionProvider, 2 threads)",
+        f"Machine: {f['machine']}.",
+        "| batch | p50 ms | p99 ms | tiles/s |",
+        "|---|---|---|---|",
+        *[
+            f"| {b.split('_')[1]} | {v['p50_ms']} | {v['p99_ms']} | {v['tiles_per_s']} |"
+            for b, v in f["latency"].items()
+        ],
+        "",
+        "## Known limits",
+        *[f"- {x}" for x in f.get("limits", [])],
+        "- trained from scratch (no pretrained weights can be downloaded here) on a small public "
+        "set; validate on your own line's images before trusting the thresholds",
+        "",
+        "## Data licence",
+        LICENCES.get(dataset, dataset),
+        "",
+        "## Architecture notes (from the module docstring)",
+        "```",
+        _arch_doc(cfg["arch"]),
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_card(facts: dict, path: Path) -> None:
+    """Write the card for ``facts`` to ``path``."""
+    path.write_text(render_card(facts))

@@ -1,0 +1,327 @@
+"""Training of the zoo networks (``lineinspect train classify|segment``).
+
+The data set is small enough to hold in memory at the input size; augmentation runs on the
+batch tensor (flips, 90-degree rotations for square inputs, brightness scale, Gaussian noise,
+as the papers use). AdamW with linear warm-up and cosine decay, class-balanced cross-entropy,
+an exponential moving average (EMA) of the weights that is what gets evaluated and exported,
+checkpoint every epoch (``last.pt``) and at the best validation score (``best.pt``), resume
+with ``--resume``. Mixed precision (fp16 autocast + GradScaler) on CUDA only.
+
+Outputs in ``--out``: ``best.pt``, ``last.pt``, ``metrics.json``, ``history.json``,
+``curves.png`` and ``confusion.png`` (classify) or ``iou.png`` + ``overlays.png`` (segment).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from models import arch as arch_registry
+from models.data import (
+    DatasetIndex,
+    Sample,
+    assign_groups,
+    grouped_split,
+    index_dataset,
+    read_gray_or_rgb,
+)
+from models.metrics import classification_metrics, segmentation_metrics
+from models.preprocess import resize_to, to_channels
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a training run (stored in every checkpoint)."""
+
+    task: str
+    arch: str
+    data: str
+    out: str
+    variant: str = "small"
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 2.0
+    input_size: list[int] = field(default_factory=lambda: [128, 128])
+    channels: int = 1
+    seed: int = 0
+    val_fraction: float = 0.2
+    label_smoothing: float = 0.1
+    ema_decay: float = 0.995
+    threads: int = 0
+    augment: bool = True
+    max_minutes: float = 0.0
+    #: validation metric that picks the best checkpoint: accuracy, macro_f1 or miou
+    select_metric: str = "accuracy"
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def load_split(cfg: TrainConfig, index: DatasetIndex) -> tuple[list[Sample], list[Sample]]:
+    """Grouped, stratified train/validation split of the data set (deterministic)."""
+    assign_groups(index, cache_dir=Path(cfg.out).parent / "cache")
+    return grouped_split(index, cfg.val_fraction, cfg.seed)
+
+
+def _load_images(samples: list[Sample], cfg: TrainConfig, task: str) -> tuple[np.ndarray, ...]:
+    """Images resized to the input size (uint8 N,H,W,C) and labels or masks."""
+    imgs, targets = [], []
+    for s in tqdm(samples, desc="loading", leave=False):
+        img = resize_to(
+            to_channels(read_gray_or_rgb(s.path, cfg.channels), cfg.channels), cfg.input_size
+        )
+        imgs.append(img if img.ndim == 3 else img[..., None])
+        if task == "segment":
+            targets.append(_load_mask(s, cfg.input_size))
+        else:
+            targets.append(s.label)
+    return np.stack(imgs), np.asarray(targets) if task == "classify" else np.stack(targets)
+
+
+def _load_mask(s: Sample, size: list[int]) -> np.ndarray:
+    """Class-indexed mask at ``size`` (nearest); KolektorSDD's 255 becomes class 1."""
+    if s.mask is None:
+        return np.zeros(size, np.uint8)
+    import cv2
+
+    m = cv2.imread(str(s.mask), cv2.IMREAD_GRAYSCALE)
+    m = np.where(m == 255, 1, m) if m.max() == 255 else m
+    return cv2.resize(m, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
+
+
+def _augment(x: torch.Tensor, y: torch.Tensor | None, square: bool) -> tuple[torch.Tensor, ...]:
+    """Batch augmentation: flips, 90-degree rotations, brightness 0.7-1.3, Gaussian noise."""
+    if random.random() < 0.5:
+        x = x.flip(3)
+        y = y.flip(2) if y is not None else None
+    if random.random() < 0.5:
+        x = x.flip(2)
+        y = y.flip(1) if y is not None else None
+    if square and random.random() < 0.5:
+        x = x.rot90(1, (2, 3))
+        y = y.rot90(1, (1, 2)) if y is not None else None
+    n = x.shape[0]
+    scale = torch.empty(n, 1, 1, 1).uniform_(0.7, 1.3)
+    x = (x * scale).clamp(0, 1)
+    noisy = (torch.rand(n, 1, 1, 1) < 0.3).float()
+    x = (x + noisy * torch.randn_like(x) * 0.02).clamp(0, 1)
+    return x, y
+
+
+class _Ema:
+    """Exponential moving average of the model weights (evaluated and exported)."""
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        self.model = copy.deepcopy(model).eval()
+        self.decay = decay
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))
+        for e, m in zip(self.model.state_dict().values(), model.state_dict().values(), strict=True):
+            if e.dtype.is_floating_point:
+                e.mul_(d).add_(m.detach(), alpha=1 - d)
+            else:
+                e.copy_(m)
+
+
+def _class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
+    counts = np.bincount(labels.ravel(), minlength=num_classes).astype(np.float64) + 1.0
+    w = (counts.max() / counts) ** 0.5
+    return torch.tensor(w / w.mean(), dtype=torch.float32)
+
+
+def _to_tensor(imgs: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(imgs).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+@torch.no_grad()
+def predict(
+    model: torch.nn.Module, x01: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, bs: int = 64
+) -> torch.Tensor:
+    """Logits for a [0,1]-scaled NCHW tensor, normalised with mean/std, in batches."""
+    model.eval()
+    outs = [model((x01[i : i + bs] - mean) / std) for i in range(0, len(x01), bs)]
+    return torch.cat(outs)
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> dict:
+    """Train one network; returns the final metrics dict (also written to ``metrics.json``)."""
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _seed_everything(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    index = index_dataset(Path(cfg.data))
+    if index.task != cfg.task:
+        raise ValueError(f"{cfg.data} is a {index.task} data set, not {cfg.task}")
+    train_s, val_s = load_split(cfg, index)
+    xtr, ytr = _load_images(train_s, cfg, cfg.task)
+    xva, yva = _load_images(val_s, cfg, cfg.task)
+    mean = (xtr.reshape(-1, cfg.channels).mean(0) / 255.0).round(4).tolist()
+    std = (xtr.reshape(-1, cfg.channels).std(0) / 255.0).round(4).tolist()
+    num_classes = len(index.classes)
+    model = arch_registry.build(cfg.arch, num_classes, cfg.channels, cfg.variant).to(device)
+    ema = _Ema(model, cfg.ema_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = max(1, len(xtr) // cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    warm = int(cfg.warmup_epochs * steps_per_epoch)
+
+    def lr_at(step: int) -> float:
+        if step < warm:
+            return cfg.lr * (step + 1) / warm
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+
+    weights = _class_weights(ytr, num_classes).to(device)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
+    m_t = torch.tensor(mean).view(1, -1, 1, 1).to(device)
+    s_t = torch.tensor(std).view(1, -1, 1, 1).to(device)
+    xtr_t, xva_t = _to_tensor(xtr), _to_tensor(xva)
+    ytr_t = torch.from_numpy(ytr).long()
+    square = cfg.input_size[0] == cfg.input_size[1]
+    history: list[dict] = []
+    start_epoch, step, best = 0, 0, -1.0
+    if resume and (out / "last.pt").exists():
+        ck = torch.load(out / "last.pt", map_location=device, weights_only=False)
+        model.load_state_dict(ck["model"])
+        ema.model.load_state_dict(ck["ema"])
+        opt.load_state_dict(ck["opt"])
+        start_epoch, step, best, history = ck["epoch"] + 1, ck["step"], ck["best"], ck["history"]
+    t0 = time.time()
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        perm = torch.randperm(len(xtr_t))
+        losses = []
+        bar = tqdm(range(steps_per_epoch), desc=f"{cfg.arch} epoch {epoch + 1}/{cfg.epochs}")
+        for b in bar:
+            idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+            x, y = xtr_t[idx], ytr_t[idx]
+            if cfg.augment:
+                x, yy = _augment(x, y if cfg.task == "segment" else None, square)
+                y = yy if cfg.task == "segment" else y
+            x, y = ((x.to(device) - m_t) / s_t), y.to(device)
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step)
+            with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
+                logits = model(x)
+                loss = _loss(cfg, logits, y, weights)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            scaler.step(opt)
+            scaler.update()
+            ema.update(model, step)
+            step += 1
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{np.mean(losses):.3f}", lr=f"{lr_at(step):.2e}")
+        metrics = _validate(cfg, ema.model, xva_t, yva, m_t, s_t, index.classes)
+        score = metrics["score"]
+        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), **_scalars(metrics)})
+        tqdm.write(f"epoch {epoch + 1}: loss {np.mean(losses):.4f} val {score:.4f}")
+        ck = {
+            "config": asdict(cfg),
+            "classes": index.classes,
+            "mean": mean,
+            "std": std,
+            "dataset": index.fingerprint(),
+            "model": model.state_dict(),
+            "ema": ema.model.state_dict(),
+            "opt": opt.state_dict(),
+            "epoch": epoch,
+            "step": step,
+            "best": max(best, score),
+            "history": history,
+            "metrics": metrics,
+            "split": {"train": len(train_s), "val": len(val_s)},
+        }
+        if score > best:
+            best = score
+            torch.save(ck, out / "best.pt")
+        torch.save(ck, out / "last.pt")
+        if cfg.max_minutes and (time.time() - t0) / 60 > cfg.max_minutes:
+            tqdm.write(f"stopping after {epoch + 1} epochs: --max-minutes {cfg.max_minutes}")
+            break
+    best_ck = torch.load(out / "best.pt", map_location="cpu", weights_only=False)
+    final = {
+        **best_ck["metrics"],
+        "epoch": best_ck["epoch"] + 1,
+        "wall_s": round(time.time() - t0, 1),
+        "split": best_ck["split"],
+        "device": str(device),
+        "config": asdict(cfg),
+    }
+    (out / "metrics.json").write_text(json.dumps(final, indent=2))
+    (out / "history.json").write_text(json.dumps(history, indent=2))
+    from models import plots
+
+    plots.training_curves(history, out / "curves.png")
+    if cfg.task == "classify":
+        plots.confusion_matrix(np.asarray(final["confusion"]), index.classes, out / "confusion.png")
+    else:
+        plots.iou_bars(final["per_class_iou"], out / "iou.png")
+        ema_model = arch_registry.build(cfg.arch, num_classes, cfg.channels, cfg.variant)
+        ema_model.load_state_dict(best_ck["ema"])
+        pred = predict(ema_model, xva_t[:6], m_t.cpu(), s_t.cpu()).argmax(1).numpy()
+        plots.segmentation_overlays(xva[:6], yva[:6], pred, out / "overlays.png")
+    return final
+
+
+def _loss(cfg: TrainConfig, logits: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    if cfg.task == "classify":
+        return F.cross_entropy(logits, y, weight=w, label_smoothing=cfg.label_smoothing)
+    ce = F.cross_entropy(logits, y, weight=w)
+    probs = logits.float().softmax(1)
+    onehot = F.one_hot(y, logits.shape[1]).permute(0, 3, 1, 2).float()
+    inter = (probs * onehot).sum((0, 2, 3))
+    denom = probs.sum((0, 2, 3)) + onehot.sum((0, 2, 3))
+    dice = 1 - ((2 * inter + 1) / (denom + 1)).mean()
+    return ce + dice
+
+
+def _validate(
+    cfg: TrainConfig,
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: np.ndarray,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    classes: list[str],
+) -> dict:
+    device = mean.device
+    logits = (
+        torch.cat(
+            [predict(model, x[i : i + 64].to(device), mean, std) for i in range(0, len(x), 64)]
+        )
+        .float()
+        .cpu()
+    )
+    if cfg.task == "classify":
+        m = classification_metrics(y, logits.argmax(1).numpy(), classes)
+    else:
+        m = segmentation_metrics(y, logits.argmax(1).numpy().astype(np.uint8), classes)
+    m["score"] = m[cfg.select_metric]
+    return m
+
+
+def _scalars(m: dict) -> dict:
+    return {k: v for k, v in m.items() if isinstance(v, int | float)}
