@@ -73,6 +73,10 @@ class ModelSpec(_Strict):
     ok_classes: list[str] = Field(default_factory=lambda: ["defect_free", "background", "ok"])
     #: Tiles per onnxruntime call.
     batch_size: int = 32
+    #: Run only on tiles that overlap a defect found by this (earlier) model. For classifiers
+    #: trained on defect-only sets (NEU-CLS, X-SDD have no defect-free class) the segmenter
+    #: finds *where*, the classifier names *what*.
+    gate: str | None = None
 
     def threshold_for(self, cls: str) -> float:
         """Score threshold for ``cls``."""

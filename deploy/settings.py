@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     frame_rate: float = 0.0
     #: Name of this inference worker inside the Redis consumer group (default: host-pid).
     worker_name: str = ""
+    #: Pending stream entries idle longer than this are claimed from dead workers (XAUTOCLAIM).
+    claim_idle_ms: int = 10000
+    #: Port where ``acquire``/``infer`` expose Prometheus metrics when run on their own (0 = off).
+    metrics_port: int = 0
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     #: API key QA tools send as ``X-API-Key`` to the review endpoint.

@@ -1,0 +1,438 @@
+"""Inference worker: Redis stream ``frames:{line}`` -> Inspector -> DB -> ack -> verdict.
+
+Delivery guarantees (SPEC section 6), per stream entry, in this order:
+
+1. decode the :class:`~acquisition.frame.Frame`; an entry that cannot be decoded (missing
+   fields, wrong byte count, trimmed away while pending) is acked, counted in
+   ``lineinspect_frames_dropped_total`` and logged as an error - never inspected;
+2. :meth:`Inspector.inspect_frame`; an exception here is a frame that cannot be inspected:
+   logged with its traceback, acked and counted as dropped (retrying would fail the same way);
+3. ``repository.save(result) -> (id, created)`` - idempotent per ``(line, frame_id)`` (unique
+   constraint), so a frame re-delivered after a crash is logged once (``created`` False);
+4. NG frames (and OK ones when ``retain_ok_images``): ``image_store.save(...)`` then
+   ``repository.set_image_paths(...)``; an image-store failure (disk) is logged and the
+   inspection kept without image;
+5. ``XACK`` - only now; a DB error in 3-4 leaves the entry pending (not acked), the worker backs
+   off and retries it (re-reading its own pending entries); if it dies, another worker takes
+   the entry over with ``XAUTOCLAIM`` once it has been idle ``claim_idle_ms``;
+6. ``publish_verdict`` with ``inspection_id`` set (skipped when a newer frame's verdict is
+   already published, e.g. for a reclaimed old frame);
+7. metrics: verdicts, defects, grab-to-verdict, brightness, stream lag.
+
+Redis connection errors anywhere: back off (0.1 s doubling to 5 s) and retry; nothing
+uncommitted is ever acked.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import numpy as np
+import redis
+
+from acquisition.frame import Frame, stream_key
+from deploy.metrics import (
+    DEFECTS,
+    FRAME_BRIGHTNESS,
+    FRAMES_DROPPED,
+    GRAB_TO_VERDICT,
+    STREAM_LAG,
+    STREAM_RECLAIMED,
+    VERDICTS,
+)
+from deploy.recipe import Recipe
+from deploy.settings import Settings
+from inference.pipeline import Inspector
+from inference.result import InspectionResult
+from storage.verdicts import latest_verdict, publish_verdict
+
+log = logging.getLogger(__name__)
+
+GROUP = "inference"
+DEFAULT_CLAIM_IDLE_MS = 10_000
+_REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+
+
+class Repository(Protocol):
+    """What the worker needs from ``storage.repository.InspectionRepository``."""
+
+    def save(self, result: InspectionResult) -> tuple[int, bool]:
+        """Insert once per (line, frame_id); return (inspection id, created)."""
+        ...
+
+    def set_image_paths(self, inspection_id: int, image_path: str, mask_path: str) -> None:
+        """Record where the retained frame and mask were written."""
+        ...
+
+
+class ImageStore(Protocol):
+    """What the worker needs from ``storage.images.ImageStore``."""
+
+    def save(
+        self,
+        line_id: str,
+        frame_id: int,
+        captured_at: datetime,
+        image: np.ndarray,
+        mask: np.ndarray | None,
+    ) -> tuple[Any, Any]:
+        """Write frame and mask; return (image_path, mask_path)."""
+        ...
+
+
+@dataclass
+class InferenceStats:
+    """Counters of one :func:`run_inference` call."""
+
+    #: inspections newly logged and acked
+    processed: int = 0
+    #: entries whose frame was already logged (re-delivered after a crash), acked
+    duplicates: int = 0
+    #: entries taken over from idle consumers with XAUTOCLAIM
+    reclaimed: int = 0
+    #: Redis/DB/inspection errors (the entry was retried, or dropped when uninspectable)
+    errors: int = 0
+    #: entries acked without inspection (undecodable, uninspectable, trimmed)
+    dropped: int = 0
+    #: NG verdicts among processed + duplicates
+    ng: int = 0
+
+    @property
+    def handled(self) -> int:
+        """Entries finished (acked): processed + duplicates + dropped."""
+        return self.processed + self.duplicates + self.dropped
+
+
+class _CommitError(Exception):
+    """The DB (or image path update) failed: do not ack, back off, retry."""
+
+
+class _Backoff:
+    def __init__(self, first: float = 0.1, cap: float = 5.0) -> None:
+        self.first, self.cap, self.delay = first, cap, first
+
+    def next(self) -> float:
+        d = self.delay
+        self.delay = min(self.cap, self.delay * 2)
+        return d
+
+    def reset(self) -> None:
+        self.delay = self.first
+
+
+def ensure_group(r: redis.Redis, line_id: str) -> None:
+    """Create the ``inference`` consumer group on ``frames:{line}`` (MKSTREAM, from id 0)."""
+    try:
+        r.xgroup_create(stream_key(line_id), GROUP, id="0", mkstream=True)
+    except redis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+def _default_storage(settings: Settings) -> tuple[Repository, ImageStore | None]:
+    """Build the repository and image store from the storage package.
+
+    Expected names (storage engineer): ``storage.db.get_engine(settings)``,
+    ``storage.repository.InspectionRepository(engine)``, ``storage.images.ImageStore``
+    (``from_settings(settings)`` or ``ImageStore(settings.image_store_path)``).
+    """
+    try:
+        from storage.db import get_engine  # type: ignore[import-not-found]
+        from storage.repository import InspectionRepository  # type: ignore[import-not-found]
+    except ImportError as exc:
+        raise RuntimeError(
+            "storage.repository / storage.db not available: pass repository= explicitly"
+        ) from exc
+    repository = InspectionRepository(get_engine(settings))
+    try:
+        from storage.images import ImageStore as _Store  # type: ignore[import-not-found]
+    except ImportError:
+        log.warning("storage.images not available: NG images are not retained")
+        return repository, None
+    if hasattr(_Store, "from_settings"):
+        return repository, _Store.from_settings(settings)
+    return repository, _Store(settings.image_store_path)
+
+
+class _Worker:
+    def __init__(
+        self,
+        settings: Settings,
+        inspector: Inspector,
+        r: redis.Redis,
+        repository: Repository,
+        image_store: ImageStore | None,
+        stop: threading.Event,
+        max_frames: int | None,
+        claim_idle_ms: int,
+        block_ms: int,
+        count: int,
+    ) -> None:
+        self.settings = settings
+        self.line = settings.line_id
+        self.key = stream_key(self.line)
+        self.consumer = settings.worker_name or f"{socket.gethostname()}-{os.getpid()}"
+        self.inspector = inspector
+        self.r = r
+        self.repository = repository
+        self.image_store = image_store
+        self.stop = stop
+        self.max_frames = max_frames
+        self.claim_idle_ms = claim_idle_ms
+        self.block_ms = block_ms
+        self.count = count
+        self.stats = InferenceStats()
+        self.backoff = _Backoff()
+        self.claim_cursor = "0-0"
+        self.lag_updated = 0.0
+
+    # -- loop -------------------------------------------------------------------------------
+    def done(self) -> bool:
+        return self.stop.is_set() or (
+            self.max_frames is not None and self.stats.handled >= self.max_frames
+        )
+
+    def run(self) -> InferenceStats:
+        log.info("inference worker %s on %s (group %s)", self.consumer, self.key, GROUP)
+        need_group, own_pending = True, True
+        while not self.done():
+            try:
+                if need_group:
+                    ensure_group(self.r, self.line)
+                    need_group = False
+                entries: list[tuple[bytes, dict[bytes, bytes] | None]] = []
+                if own_pending:  # our own unacked entries (restart with same name, DB retry)
+                    entries = self._read("0")
+                    own_pending = bool(entries)
+                entries += self._autoclaim()
+                if not entries:
+                    entries = self._read(">", block=True)
+                seen: set[bytes] = set()
+                for entry_id, fields in entries:
+                    if entry_id in seen:  # own idle entry also returned by XAUTOCLAIM
+                        continue
+                    seen.add(entry_id)
+                    if self.done():
+                        break
+                    self._handle(entry_id, fields)
+                self._update_lag()
+                self.backoff.reset()
+            except _CommitError as exc:
+                self.stats.errors += 1
+                delay = self.backoff.next()
+                log.error(
+                    "DB commit failed (%s); entry stays pending, retry in %.1fs",
+                    exc.__cause__ or exc,
+                    delay,
+                )
+                own_pending = True
+                self.stop.wait(delay)
+            except _REDIS_ERRORS as exc:
+                self.stats.errors += 1
+                delay = self.backoff.next()
+                log.warning("Redis error (%s); retry in %.1fs", exc, delay)
+                own_pending = True
+                self.stop.wait(delay)
+            except redis.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                log.warning("consumer group missing (Redis restarted?): recreating")
+                need_group, own_pending = True, True
+        try:
+            self._update_lag(every_s=0.0)
+        except (*_REDIS_ERRORS, redis.ResponseError):
+            pass
+        return self.stats
+
+    def _batch(self) -> int:
+        if self.max_frames is None:
+            return self.count
+        return max(1, min(self.count, self.max_frames - self.stats.handled))
+
+    def _read(self, start: str, block: bool = False) -> list:
+        resp = self.r.xreadgroup(
+            GROUP,
+            self.consumer,
+            {self.key: start},
+            count=self._batch(),
+            block=self.block_ms if block else None,
+        )
+        return list(resp[0][1]) if resp else []
+
+    def _autoclaim(self) -> list:
+        resp = self.r.xautoclaim(
+            self.key,
+            GROUP,
+            self.consumer,
+            self.claim_idle_ms,
+            self.claim_cursor,
+            count=self._batch(),
+        )
+        cursor, entries = resp[0], resp[1]
+        deleted = resp[2] if len(resp) > 2 else []
+        self.claim_cursor = cursor.decode() if isinstance(cursor, bytes) else str(cursor)
+        if deleted:  # pending entries trimmed from the stream before anyone inspected them
+            log.error(
+                "%d pending frames were trimmed from %s before inspection", len(deleted), self.key
+            )
+            self.stats.dropped += len(deleted)
+            FRAMES_DROPPED.labels(line=self.line).inc(len(deleted))
+        if entries:
+            log.warning("reclaimed %d idle entries of dead workers", len(entries))
+            self.stats.reclaimed += len(entries)
+            STREAM_RECLAIMED.labels(line=self.line).inc(len(entries))
+        return list(entries)
+
+    def _update_lag(self, every_s: float = 0.5) -> None:
+        now = time.monotonic()
+        if now - self.lag_updated < every_s:
+            return
+        self.lag_updated = now
+        for g in self.r.xinfo_groups(self.key):
+            name = g.get("name")
+            if name in (GROUP, GROUP.encode()):
+                lag = g.get("lag")
+                if lag is None:  # Redis < 7 or lag unknown: fall back to pending entries
+                    lag = g.get("pending", 0)
+                STREAM_LAG.labels(line=self.line).set(int(lag))
+
+    # -- one entry --------------------------------------------------------------------------
+    def _drop(self, entry_id: bytes, why: str) -> None:
+        log.error("dropping stream entry %s of %s: %s", entry_id, self.key, why)
+        self.r.xack(self.key, GROUP, entry_id)
+        self.stats.dropped += 1
+        FRAMES_DROPPED.labels(line=self.line).inc()
+
+    def _handle(self, entry_id: bytes, fields: dict[bytes, bytes] | None) -> None:
+        if not fields:
+            self._drop(entry_id, "entry was trimmed from the stream before inspection")
+            return
+        try:
+            frame = Frame.from_fields(fields)
+            frame.array()  # validates the byte count against the geometry
+        except (KeyError, ValueError, UnicodeDecodeError) as exc:
+            self._drop(entry_id, f"undecodable frame: {exc!r}")
+            return
+        try:
+            result = self.inspector.inspect_frame(frame)
+        except Exception:
+            log.exception("frame %s of %s could not be inspected", frame.frame_id, self.line)
+            self.stats.errors += 1
+            self._drop(entry_id, "inspection failed")
+            return
+        result.latency_ms = (time.time() - frame.host_ts) * 1000.0
+        created = self._commit(result, frame)
+        self.r.xack(self.key, GROUP, entry_id)  # only after the commit
+        self._publish(result)
+        self._count(result, frame, created)
+
+    def _commit(self, result: InspectionResult, frame: Frame) -> bool:
+        try:
+            inspection_id, created = self.repository.save(result)
+        except Exception as exc:
+            raise _CommitError(f"save of frame {frame.frame_id}") from exc
+        result.inspection_id = inspection_id
+        retain = result.verdict == "NG" or self.settings.retain_ok_images
+        if retain and self.image_store is not None:
+            try:
+                image_path, mask_path = self.image_store.save(
+                    result.line_id,
+                    result.frame_id,
+                    result.captured_at,
+                    frame.array(),
+                    result.mask,
+                )
+            except Exception:
+                log.exception("could not retain image of frame %s", frame.frame_id)
+            else:
+                try:
+                    self.repository.set_image_paths(
+                        inspection_id, str(image_path), str(mask_path) if mask_path else None
+                    )
+                except Exception as exc:
+                    raise _CommitError(f"image paths of frame {frame.frame_id}") from exc
+        return created
+
+    def _publish(self, result: InspectionResult) -> None:
+        current = latest_verdict(self.r, result.line_id)
+        if current and current.get("captured_at"):
+            try:
+                published = datetime.fromisoformat(current["captured_at"])
+            except ValueError:
+                published = None
+            mine = result.captured_at
+            if mine.tzinfo is None:
+                mine = mine.replace(tzinfo=UTC)
+            if published is not None and published > mine:
+                return  # an older (reclaimed) frame must not hide a newer verdict
+        publish_verdict(self.r, result.line_id, result.as_json())
+
+    def _count(self, result: InspectionResult, frame: Frame, created: bool) -> None:
+        if created:
+            self.stats.processed += 1
+        else:
+            self.stats.duplicates += 1
+        if result.verdict == "NG":
+            self.stats.ng += 1
+        line = result.line_id
+        VERDICTS.labels(line=line, verdict=result.verdict).inc()
+        for d in result.defects:
+            DEFECTS.labels(line=line, **{"class": d.cls}).inc()
+        GRAB_TO_VERDICT.labels(line=line).observe(max(0.0, time.time() - frame.host_ts))
+        FRAME_BRIGHTNESS.labels(line=line).set(result.brightness)
+
+
+def run_inference(
+    settings: Settings,
+    recipe: Recipe,
+    stop: threading.Event | None = None,
+    max_frames: int | None = None,
+    repository: Repository | None = None,
+    image_store: ImageStore | None = None,
+    *,
+    inspector: Inspector | None = None,
+    redis_client: redis.Redis | None = None,
+    claim_idle_ms: int | None = None,
+    block_ms: int = 1000,
+    count: int = 1,
+) -> InferenceStats:
+    """Consume ``frames:{settings.line_id}`` in consumer group ``inference`` until ``stop`` is
+    set or ``max_frames`` entries were handled (processed, duplicates and dropped).
+
+    ``repository``/``image_store`` default to the storage package's
+    (:func:`_default_storage`); ``inspector`` defaults to ``Inspector(recipe, settings)``;
+    ``redis_client`` to :func:`storage.redis_conn.connect`. ``claim_idle_ms`` (default
+    ``settings.claim_idle_ms`` if present, else 10 s): pending entries idle longer are taken
+    over from dead workers. ``block_ms``: XREADGROUP block timeout (keep < socket timeout).
+    ``count``: entries per read; 1 (default) spreads frames evenly over several workers, so
+    no frame waits behind another worker's backlog.
+    """
+    if repository is None:
+        repository, store = _default_storage(settings)
+        image_store = image_store if image_store is not None else store
+    if redis_client is None:
+        from storage.redis_conn import connect
+
+        redis_client = connect(settings)
+    if claim_idle_ms is None:
+        claim_idle_ms = int(getattr(settings, "claim_idle_ms", DEFAULT_CLAIM_IDLE_MS))
+    worker = _Worker(
+        settings=settings,
+        inspector=inspector or Inspector(recipe, settings),
+        r=redis_client,
+        repository=repository,
+        image_store=image_store,
+        stop=stop or threading.Event(),
+        max_frames=max_frames,
+        claim_idle_ms=claim_idle_ms,
+        block_ms=block_ms,
+        count=count,
+    )
+    return worker.run()
