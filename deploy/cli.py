@@ -48,6 +48,14 @@ def _recipe(settings):  # noqa: ANN001, ANN202
         _fail(str(exc))
 
 
+def _serve_worker_metrics(settings) -> None:  # noqa: ANN001
+    """Expose this worker's Prometheus metrics on ``metrics_port`` (0 = off)."""
+    if settings.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.metrics_port)
+
+
 @app.command()
 def acquire(
     recipe: str = typer.Option("", help="recipe name or YAML path"),
@@ -58,6 +66,7 @@ def acquire(
     from acquisition.worker import run_acquisition
 
     settings = _settings(recipe=recipe, line_id=line, camera=camera)
+    _serve_worker_metrics(settings)
     run_acquisition(settings, _recipe(settings))
 
 
@@ -70,6 +79,7 @@ def infer(
     from inference.worker import run_inference
 
     settings = _settings(recipe=recipe, line_id=line)
+    _serve_worker_metrics(settings)
     run_inference(settings, _recipe(settings))
 
 
@@ -80,6 +90,7 @@ def serve(
 ) -> None:
     """Serve the HTTP API, the QA UI and /metrics."""
     import uvicorn
+
     from api.app import create_app
 
     settings = _settings(api_host=host, api_port=port or None)
