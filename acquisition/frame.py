@@ -12,6 +12,15 @@ def stream_key(line_id: str) -> str:
     return f"frames:{line_id}"
 
 
+def last_frame_id_key(line_id: str) -> str:
+    """Redis key holding the last frame id the acquisition worker wrote for the line.
+
+    Written in the same transaction as the frame's XADD and read at start-up, so frame ids
+    keep increasing per line across reconnects and worker restarts.
+    """
+    return f"frameid:{line_id}"
+
+
 @dataclass(frozen=True, slots=True)
 class Frame:
     """One grabbed frame: the camera's ids and times plus the raw Mono8/RGB8 bytes."""

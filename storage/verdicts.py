@@ -75,15 +75,42 @@ def set_camera_status(
     pipe.execute()
 
 
-def camera_status(r: redis.Redis, line_id: str) -> CameraStatus | None:
-    """The camera status of a line, or None when no acquisition worker ever reported."""
-    raw = r.hgetall(camera_key(line_id))
+def _parse_camera(raw: dict[bytes, bytes]) -> CameraStatus | None:
     if not raw:
         return None
     return CameraStatus(
         connected=raw.get(b"connected") == b"1",
         heartbeat=float(raw.get(b"heartbeat", b"0")),
         info=json.loads(raw[b"info"]) if b"info" in raw else {},
+    )
+
+
+def camera_status(r: redis.Redis, line_id: str) -> CameraStatus | None:
+    """The camera status of a line, or None when no acquisition worker ever reported."""
+    return _parse_camera(r.hgetall(camera_key(line_id)))
+
+
+@dataclass(frozen=True)
+class LineSnapshot:
+    """Latest verdict, camera status and whether the line ever reported, read at once."""
+
+    verdict: dict[str, Any] | None
+    camera: CameraStatus | None
+    known: bool
+
+
+def line_snapshot(r: redis.Redis, line_id: str) -> LineSnapshot:
+    """:func:`latest_verdict`, :func:`camera_status` and membership of ``lines`` in one
+    round trip (the PLC polling path)."""
+    pipe = r.pipeline(transaction=False)
+    pipe.get(verdict_key(line_id))
+    pipe.hgetall(camera_key(line_id))
+    pipe.sismember(LINES_KEY, line_id)
+    raw_verdict, raw_camera, known = pipe.execute()
+    return LineSnapshot(
+        verdict=json.loads(raw_verdict) if raw_verdict else None,
+        camera=_parse_camera(raw_camera),
+        known=bool(known),
     )
 
 

@@ -1,0 +1,1 @@
+"""HTTP API concern: FastAPI app (PLC verdicts, ad-hoc inspection, defect log, metrics)."""
