@@ -132,7 +132,8 @@ def export_checkpoint(
         version=version,
         dataset=ck["dataset"],
     )
-    write_meta(out, meta)
+    # arch/variant let `lineinspect bench models` rebuild the same net in PyTorch
+    write_meta(out, meta, extra={"arch": cfg["arch"], "variant": cfg["variant"]})
     params = sum(p.numel() for p in model.parameters())
     flops = count_flops(model, torch.zeros(1, cfg["channels"], *cfg["input_size"]))
     latency = {

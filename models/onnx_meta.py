@@ -78,12 +78,24 @@ def read_meta(path: str | Path) -> ModelMeta:
     return ModelMeta.from_props({p.key: p.value for p in model.metadata_props}, str(path))
 
 
-def write_meta(path: str | Path, meta: ModelMeta) -> None:
-    """Replace the ``lineinspect.*`` metadata of an ONNX file in place."""
+def write_meta(path: str | Path, meta: ModelMeta, extra: dict[str, str] | None = None) -> None:
+    """Replace the ``lineinspect.*`` metadata of an ONNX file in place.
+
+    ``extra`` adds further ``lineinspect.<key>`` entries beyond the SPEC ones, e.g. ``arch``
+    and ``variant`` (what ``lineinspect bench models`` needs to rebuild the PyTorch net).
+    """
     model = onnx.load(str(path))
     keep = [p for p in model.metadata_props if not p.key.startswith(PREFIX)]
     del model.metadata_props[:]
     model.metadata_props.extend(keep)
-    for k, v in meta.to_props().items():
+    props = meta.to_props()
+    props.update({(k if k.startswith(PREFIX) else PREFIX + k): v for k, v in (extra or {}).items()})
+    for k, v in props.items():
         model.metadata_props.add(key=k, value=v)
     onnx.save(model, str(path))
+
+
+def read_props(path: str | Path) -> dict[str, str]:
+    """All ``metadata_props`` of an ONNX file (SPEC keys and extras like ``lineinspect.arch``)."""
+    model = onnx.load(str(path), load_external_data=False)
+    return {p.key: p.value for p in model.metadata_props}
