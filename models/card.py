@@ -90,7 +90,7 @@ def render_card(f: dict) -> str:
         f"label smoothing {cfg['label_smoothing']}, EMA {cfg['ema_decay']}, class-balanced "
         "loss weights (inverse frequency^0.5), augmentation: flips, 90° rotations, brightness "
         "x0.7–1.3, Gaussian noise",
-        f"- best epoch {tm.get('epoch', '?') if isinstance(tm, dict) else '?'} of "
+        f"- best epoch {f.get('best_epoch') or '?'} of "
         f"{cfg['epochs']}, selected by validation {cfg['select_metric']}; wall time "
         f"{f.get('wall_s', '?')} s on {f.get('train_hardware', 'this 2-core CPU (no GPU)')}",
         "",
@@ -103,7 +103,6 @@ def render_card(f: dict) -> str:
             f"({m.get('n', '?')} images)",
             "",
             _cm_table(m["confusion"], classes),
-            "![confusion](" + f"{f['name']}.confusion.png)" if f.get("confusion_png") else "",
         ]
     else:
         lines += [
@@ -116,6 +115,9 @@ def render_card(f: dict) -> str:
         lines += [
             f"| {c} | {'-' if v is None else f'{v:.4f}'} |" for c, v in m["per_class_iou"].items()
         ]
+    lines += [""] + [
+        f"![{plot}]({f['name']}.{plot}.png)" for plot in f.get("plots", [])
+    ]
     lines += [
         "",
         f"Reproduce: `lineinspect evaluate --model models/zoo/{f['name']}.onnx --data {cfg['data']}"

@@ -107,6 +107,32 @@ def export_onnx(
     return diff
 
 
+#: plots of a training run that are released next to the model as ``<name>.<plot>.png``
+RUN_PLOTS = ("confusion", "curves", "iou", "overlays")
+
+
+def _run_facts(checkpoint: Path, out: Path) -> dict:
+    """Best epoch and wall time of the training run, and its plots copied beside ``out``."""
+    import shutil
+
+    run_dir = checkpoint.parent
+    facts: dict = {}
+    metrics_file = run_dir / "metrics.json"
+    if metrics_file.exists():
+        metrics = json.loads(metrics_file.read_text())
+        facts["best_epoch"] = metrics.get("epoch")
+        facts["wall_s"] = metrics.get("wall_s")
+        facts["train_device"] = metrics.get("device")
+    plots = []
+    for plot in RUN_PLOTS:
+        src = run_dir / f"{plot}.png"
+        if src.exists():
+            shutil.copyfile(src, out.with_name(f"{out.stem}.{plot}.png"))
+            plots.append(plot)
+    facts["plots"] = plots
+    return facts
+
+
 def export_checkpoint(
     checkpoint: Path,
     out: Path,
@@ -161,6 +187,7 @@ def export_checkpoint(
         facts["onnx_val_metrics"] = evaluate(
             out, data, split="val", seed=cfg["seed"], val_fraction=cfg["val_fraction"]
         )
+    facts.update(_run_facts(checkpoint, out))
     facts.update(card_extra or {})
     (out.with_suffix(".json")).write_text(json.dumps(facts, indent=2, default=str))
     return facts
