@@ -48,6 +48,17 @@ def _recipe(settings):  # noqa: ANN001, ANN202
         _fail(str(exc))
 
 
+def _stop_on_signals():  # noqa: ANN202 - threading is imported lazily
+    """An event that SIGTERM/SIGINT set, so a worker finishes its frame and stops cleanly."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
 def _serve_worker_metrics(settings) -> None:  # noqa: ANN001
     """Expose this worker's Prometheus metrics on ``metrics_port`` (0 = off)."""
     if settings.metrics_port:
@@ -67,7 +78,7 @@ def acquire(
 
     settings = _settings(recipe=recipe, line_id=line, camera=camera)
     _serve_worker_metrics(settings)
-    run_acquisition(settings, _recipe(settings))
+    run_acquisition(settings, _recipe(settings), _stop_on_signals())
 
 
 @app.command()
@@ -80,7 +91,7 @@ def infer(
 
     settings = _settings(recipe=recipe, line_id=line)
     _serve_worker_metrics(settings)
-    run_inference(settings, _recipe(settings))
+    run_inference(settings, _recipe(settings), _stop_on_signals())
 
 
 @app.command()
@@ -174,11 +185,13 @@ def export(
     version: str = "1.0.0",
     data: Path = typer.Option(None, help="data set to re-score the validation split on"),
     card: bool = typer.Option(True, help="write the model card <out>.md"),
+    limit: list[str] = typer.Option(None, "--limit", help="a known limit for the card (repeat)"),
 ) -> None:
     """Export a checkpoint to ONNX with SPEC metadata, check parity, write the card."""
     from models.export import export_checkpoint
 
-    facts = export_checkpoint(checkpoint, out, version=version, data=data)
+    extra = {"limits": limit} if limit else None
+    facts = export_checkpoint(checkpoint, out, version=version, data=data, card_extra=extra)
     if card:
         from models.card import write_card
 
@@ -213,8 +226,96 @@ def evaluate(
     for cls, v in (m.get("per_class_iou") or {}).items():
         table.add_row(f"IoU {cls}", "-" if v is None else f"{v:.4f}")
     console.print(table)
-    if "confusion" in m and "per_class" in m:
+    if "confusion" in m and ("per_class" in m or "recall_defective" in m):
         console.print("confusion (rows = true):", m["confusion"])
+
+
+@app.command("export-reviews")
+def export_reviews(
+    out: Path = typer.Option(..., file_okay=False, help="folder to write the data set to"),
+    line: str = typer.Option("", help="only this line"),
+    since: str = typer.Option("", help="captured at or after (ISO-8601, naive = UTC)"),
+    until: str = typer.Option("", help="captured before (ISO-8601, naive = UTC)"),
+) -> None:
+    """Write QA-reviewed inspections as a labelled data set (images, masks, manifest)."""
+    from datetime import datetime
+
+    from storage.db import get_engine
+    from storage.images import ImageStore
+    from storage.repository import InspectionRepository
+    from storage.review_export import export_reviews as do_export
+
+    try:
+        t0 = datetime.fromisoformat(since) if since else None
+        t1 = datetime.fromisoformat(until) if until else None
+    except ValueError as exc:
+        _fail(f"bad --since/--until: {exc}")
+    settings = _settings()
+    engine = get_engine(settings)
+    try:
+        summary = do_export(
+            InspectionRepository(engine), ImageStore.from_settings(settings), out,
+            line_id=line or None, since=t0, until=t1,
+        )
+    finally:
+        engine.dispose()
+    console.print(
+        f"{summary.out}: {summary.items} reviewed inspections, classes {summary.classes}, "
+        f"{len(summary.skipped)} skipped (image not retained)"
+    )
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        _fail(f"expected comma-separated positive integers, got {text!r}")
+    return values
+
+
+@bench_app.command("models")
+def bench_models(
+    json_out: Path = typer.Option(..., "--json", help="report JSON (plot written beside it)"),
+    models_dir: Path = typer.Option(Path("models/zoo"), help="folder of *.onnx models"),
+    threads: int = typer.Option(2, help="threads for every engine"),
+    batches: str = typer.Option("1,8,32", help="comma-separated batch sizes"),
+    seconds: float = typer.Option(3.0, help="timed seconds per model, engine and batch"),
+    engines: str = typer.Option("onnxruntime,pytorch,openvino", help="engines to run"),
+    checkpoint_dir: Path = typer.Option(
+        None, help="<name>.pt or <name>/best.pt training checkpoints for PyTorch weights"
+    ),
+) -> None:
+    """Each zoo model on onnxruntime (as the service runs it), PyTorch eager and OpenVINO."""
+    from rich.progress import Progress
+
+    from deploy.bench_models import ENGINES, print_report, run_benchmark, write_report
+    from inference.engine import ModelMetadataError
+
+    chosen = [e.strip() for e in engines.split(",") if e.strip()]
+    if not chosen or any(e not in ENGINES for e in chosen):
+        _fail(f"--engines must be a subset of {','.join(ENGINES)}")
+    if not models_dir.is_dir():
+        _fail(f"models folder not found: {models_dir}")
+    sizes = _int_list(batches)
+    n_models = len(list(models_dir.glob("*.onnx")))
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("bench models", total=n_models * len(sizes) * len(chosen))
+
+        def step(label: str) -> None:
+            bar.update(task, description=label)
+            bar.advance(task)
+
+        try:
+            report = run_benchmark(
+                models_dir, sizes, threads, seconds, chosen, checkpoint_dir, progress=step
+            )
+        except (FileNotFoundError, ModelMetadataError) as exc:
+            _fail(str(exc))
+    plot = write_report(report, json_out)
+    print_report(report, console)
+    console.print(f"wrote {json_out}" + (f" and {plot}" if plot else " (no matplotlib: no plot)"))
 
 
 def main() -> None:
