@@ -95,6 +95,7 @@ from deploy.metrics import (
 )
 from deploy.recipe import Recipe
 from deploy.settings import Settings
+from deploy.stages import StageTimer
 from storage.redis_conn import connect
 from storage.verdicts import set_camera_status
 
@@ -284,8 +285,12 @@ class AcquisitionWorker:
         *,
         redis_client: redis.Redis | None = None,
         stats: AcquisitionStats | None = None,
+        stages: StageTimer | None = None,
     ) -> None:
         self.settings = settings
+        #: per-stage times: ``grab_wait`` (RetrieveResult), ``grab`` (buffer -> Frame bytes),
+        #: ``stream_write`` (the XADD transaction)
+        self.stages = stages or StageTimer()
         self.recipe = recipe
         self.line = settings.line_id
         self.key = stream_key(self.line)
@@ -394,7 +399,9 @@ class AcquisitionWorker:
             if not cam.IsGrabbing():
                 self._log_error("camera %s stopped grabbing", self.info.get("serial"))
                 return None
+            t_wait = time.perf_counter()
             res = cam.RetrieveResult(RETRIEVE_TIMEOUT_MS, pylon.TimeoutHandling_Return)
+            self.stages.add("grab_wait", time.perf_counter() - t_wait)
         except Exception as exc:  # noqa: BLE001 - pylon runtime/timeout/logical errors
             self._log_error("camera %s grab failed: %s", self.info.get("serial"), exc)
             return None
@@ -416,6 +423,7 @@ class AcquisitionWorker:
 
     def _handle(self, res: pylon.GrabResult, now: float) -> bool:
         host_ts = time.time()
+        t_grab = time.perf_counter()
         raw = _frame_counter(res)
         frame_id, gap = self.ids.next(raw, now)
         st = self.stats
@@ -452,7 +460,10 @@ class AcquisitionWorker:
         st.last_frame_at = host_ts
         FRAMES.labels(line=self.line).inc()
         FRAME_BRIGHTNESS.labels(line=self.line).set(float(arr[::4, ::4].mean()))
+        t_write = time.perf_counter()
+        self.stages.add("grab", t_write - t_grab)
         self._publish(frame)
+        self.stages.add("stream_write", time.perf_counter() - t_write)
         st.last_frame_id = frame_id
         return True
 
@@ -592,11 +603,15 @@ def run_acquisition(
     *,
     stats: AcquisitionStats | None = None,
     redis_client: redis.Redis | None = None,
+    stages: StageTimer | None = None,
 ) -> AcquisitionStats:
     """Grab frames of ``settings.camera`` into ``frames:{line}`` until ``stop`` is set.
 
     ``max_frames`` stops after that many complete frames. Pass ``stats`` to read the
-    counters live from another thread (a benchmark); the same object is returned.
+    counters live from another thread (a benchmark); the same object is returned. Pass
+    ``stages`` to read the per-stage times (:class:`deploy.stages.StageTimer`).
     """
-    worker = AcquisitionWorker(settings, recipe, stop, redis_client=redis_client, stats=stats)
+    worker = AcquisitionWorker(
+        settings, recipe, stop, redis_client=redis_client, stats=stats, stages=stages
+    )
     return worker.run(max_frames=max_frames)

@@ -318,6 +318,41 @@ def bench_models(
     console.print(f"wrote {json_out}" + (f" and {plot}" if plot else " (no matplotlib: no plot)"))
 
 
+@bench_app.command("pipeline")
+def bench_pipeline(
+    recipe: str = typer.Option("steel-strip", help="recipe name or YAML path"),
+    seconds: float = typer.Option(30.0, help="measured seconds (after the warm-up)"),
+    json_out: Path = typer.Option(..., "--json", help="report JSON"),
+    fps: float = typer.Option(0.0, help="camera frame rate (0 = as fast as it goes)"),
+    warmup: float = typer.Option(3.0, help="seconds run before measuring"),
+    frames_dir: Path = typer.Option(None, help="images the emulator replays (default: demo)"),
+    threads: int = typer.Option(0, help="onnxruntime intra-op threads (0 = settings)"),
+) -> None:
+    """Emulated camera at full rate -> stream -> one inference worker -> DB -> verdict."""
+    import os
+
+    os.environ.setdefault("PYLON_CAMEMU", "1")  # before pypylon is imported
+    from rich.progress import Progress
+
+    from deploy.bench_pipeline import print_report, run_pipeline_bench
+
+    _settings()  # logging as configured
+    logging.getLogger("acquisition").setLevel(logging.WARNING)
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task(f"bench pipeline {recipe}", total=1.0)
+        try:
+            report = run_pipeline_bench(
+                recipe, seconds, fps=fps, warmup=warmup, frames_dir=frames_dir,
+                threads=threads, progress=lambda f: bar.update(task, completed=f),
+            )
+        except (FileNotFoundError, ValueError) as exc:
+            _fail(str(exc))
+    json_out.parent.mkdir(parents=True, exist_ok=True)
+    json_out.write_text(json.dumps(report, indent=2))
+    print_report(report, console)
+    console.print(f"wrote {json_out}")
+
+
 def main() -> None:
     """Entry point used by ``python -m deploy.cli``."""
     app(sys.argv[1:])

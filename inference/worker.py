@@ -49,6 +49,7 @@ from deploy.metrics import (
 )
 from deploy.recipe import Recipe
 from deploy.settings import Settings
+from deploy.stages import StageTimer
 from inference.pipeline import Inspector
 from inference.result import InspectionResult
 from storage.verdicts import latest_verdict, publish_verdict
@@ -174,8 +175,11 @@ class _Worker:
         claim_idle_ms: int,
         block_ms: int,
         count: int,
+        stages: StageTimer | None = None,
     ) -> None:
         self.settings = settings
+        #: per-stage times (see :func:`run_inference`)
+        self.stages = stages or StageTimer()
         self.line = settings.line_id
         self.key = stream_key(self.line)
         self.consumer = settings.worker_name or f"{socket.gethostname()}-{os.getpid()}"
@@ -213,7 +217,10 @@ class _Worker:
                     own_pending = bool(entries)
                 entries += self._autoclaim()
                 if not entries:
+                    t_read = time.perf_counter()
                     entries = self._read(">", block=True)
+                    if entries:
+                        self.stages.add("stream_read", time.perf_counter() - t_read)
                 seen: set[bytes] = set()
                 for entry_id, fields in entries:
                     if entry_id in seen:  # own idle entry also returned by XAUTOCLAIM
@@ -314,12 +321,14 @@ class _Worker:
         if not fields:
             self._drop(entry_id, "entry was trimmed from the stream before inspection")
             return
+        stages, t0 = self.stages, time.perf_counter()
         try:
             frame = Frame.from_fields(fields)
             frame.array()  # validates the byte count against the geometry
         except (KeyError, ValueError, UnicodeDecodeError) as exc:
             self._drop(entry_id, f"undecodable frame: {exc!r}")
             return
+        stages.add("decode", time.perf_counter() - t0)
         try:
             result = self.inspector.inspect_frame(frame)
         except Exception:
@@ -327,10 +336,21 @@ class _Worker:
             self.stats.errors += 1
             self._drop(entry_id, "inspection failed")
             return
+        timings = self.inspector.timings
+        stages.add_ms({k: v for k, v in timings.items() if k not in ("decode", "total")})
+        stages.add("inspect_total", timings.get("total", 0.0) / 1000.0)
         result.latency_ms = (time.time() - frame.host_ts) * 1000.0
+        t0 = time.perf_counter()
         created = self._commit(result, frame)
+        t1 = time.perf_counter()
         self.r.xack(self.key, GROUP, entry_id)  # only after the commit
+        t2 = time.perf_counter()
         self._publish(result)
+        t3 = time.perf_counter()
+        stages.add("db_write", t1 - t0)
+        stages.add("stream_ack", t2 - t1)
+        stages.add("verdict_publish", t3 - t2)
+        stages.add("grab_to_verdict", max(0.0, time.time() - frame.host_ts))
         self._count(result, frame, created)
 
     def _commit(self, result: InspectionResult, frame: Frame) -> bool:
@@ -402,6 +422,7 @@ def run_inference(
     claim_idle_ms: int | None = None,
     block_ms: int = 1000,
     count: int = 1,
+    stages: StageTimer | None = None,
 ) -> InferenceStats:
     """Consume ``frames:{settings.line_id}`` in consumer group ``inference`` until ``stop`` is
     set or ``max_frames`` entries were handled (processed, duplicates and dropped).
@@ -412,7 +433,11 @@ def run_inference(
     ``settings.claim_idle_ms`` if present, else 10 s): pending entries idle longer are taken
     over from dead workers. ``block_ms``: XREADGROUP block timeout (keep < socket timeout).
     ``count``: entries per read; 1 (default) spreads frames evenly over several workers, so
-    no frame waits behind another worker's backlog.
+    no frame waits behind another worker's backlog. ``stages``
+    (:class:`deploy.stages.StageTimer`) collects per-frame stage times: ``stream_read``,
+    ``decode``, the Inspector's ``tiling``/``preprocess:<m>``/``infer:<m>``/``stitch:<m>``/
+    ``mask``/``inspect_total``, ``db_write`` (with NG image), ``stream_ack``,
+    ``verdict_publish`` and ``grab_to_verdict``.
     """
     if repository is None:
         repository, store = _default_storage(settings)
@@ -434,5 +459,6 @@ def run_inference(
         claim_idle_ms=claim_idle_ms,
         block_ms=block_ms,
         count=count,
+        stages=stages,
     )
     return worker.run()

