@@ -68,6 +68,8 @@ def evaluate(
 ) -> dict:
     """Score ``model_path`` on the images under ``data``; returns the metrics dict."""
     meta: ModelMeta = read_meta(model_path)
+    if meta.task == "classify" and meta.classes == ["ok", "defect"]:
+        return _evaluate_screen(model_path, data, split, seed, out_dir, val_fraction)
     index = index_dataset(data)
     samples = select_samples(index, split, seed, val_fraction, cache_dir=Path("runs/cache"))
     sess = _session(model_path, threads)
@@ -113,6 +115,33 @@ def evaluate(
                 out_dir / "confusion.png",
                 title=f"{model_path.name} {split}",
             )
+    return metrics
+
+
+def _evaluate_screen(
+    model_path: Path,
+    data: Path,
+    split: str,
+    seed: int,
+    out_dir: Path | None,
+    val_fraction: float,
+) -> dict:
+    """OK/NG screen (``["ok", "defect"]``) on a data set with image-level labels (KolektorSDD
+    ``labels.csv``): accuracy, recall of defective images, confusion (rows = true ok/defect)."""
+    from models.svm.evaluate_screen import evaluate_screen
+
+    metrics = evaluate_screen(model_path, data, split, seed, val_fraction)
+    if out_dir is not None:
+        from models import plots
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "evaluation.json").write_text(json.dumps(metrics, indent=2))
+        plots.confusion_matrix(
+            np.asarray(metrics["confusion"]),
+            ["ok", "defect"],
+            out_dir / "confusion.png",
+            title=f"{model_path.name} {split}",
+        )
     return metrics
 
 

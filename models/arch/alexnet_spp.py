@@ -20,16 +20,15 @@ Block map (paper -> code)
     several window sizes, so a thin crack's response spreads over a neighbourhood.
   - pool5 is SPP-net's spatial pyramid max pooling (:class:`PyramidMaxPool`, levels 1 x 1,
     2 x 2 and 4 x 4 = 21 bins) instead of AlexNet's 3 x 3 / 2 max pool. The network has no
-    fixed-size layer, so it takes any input aspect ratio: the screen runs on an
-    aspect-preserving 512 x 208 (H x W) input instead of the paper's squeezed 227 x 227
-    (measured by ``models/svm/train_screen.py --compare-sizes``; see the card facts).
+    fixed-size layer, so it takes any input aspect ratio: the released screen runs on an
+    aspect-preserving 384 x 160 (H x W) input instead of the paper's squeezed 227 x 227 (the
+    comparison we measured is in ``models/zoo/alexnet_svm.md``).
 
 * Feature vector (Sec. 3.1.2 (1)): :meth:`AlexNetSPP.features` = global average of pool5's
   outputs (the 21 pyramid bins) -> ``[N, 256]``. With AlexNet's pool5 a defect covering 1-3 of
   the ~100 cells of the map moves the global average only a little; averaging pyramid maxima
-  keeps a local peak visible. (Our ablation changed it together with rotation augmentation:
-  AlexNet pool5 7/9 validation defects found, pyramid + rotation 8/9, see
-  ``models/svm/features.py``; ``pool5="max3"`` restores AlexNet's pool.)
+  keeps a local peak visible (a design argument, not an ablation we re-measured;
+  ``pool5="max3"`` restores AlexNet's pool).
 * FCL6-FCL8 are replaced by a small head used only for fine-tuning: batch norm + dropout + one
   linear layer on the 256-d feature vector (:meth:`AlexNetSPP.forward`), so training optimises
   exactly the features the SVM sees. The batch norm plays the part of the SVM's
@@ -39,8 +38,8 @@ Choices
 -------
 1. Number of kernels (lightweight, the paper's 10.23 MB model): ``full`` uses the single-tower
    AlexNet widths 64-192-384-256-256 (2.72 M parameters incl. SPP block); ``small``
-   48-128-192-192-256 (1.42 M; 1.64 GFLOPs at 512 x 208), which trains within the 2-core CPU
-   budget at 512 x 208 and is the released one. CL5 always has 256 kernels so the SVM feature is
+   48-128-192-192-256 (1.42 M), which trains within the 2-core CPU budget and is the
+   released one (FLOPs at the released input size in the card). CL5 always has 256 kernels so the SVM feature is
    256-d as in the paper.
 2. Kernel sizes: CL1 11 x 11 stride 4, CL2 5 x 5, CL3-CL5 3 x 3 as in AlexNet, "same" padding
    (the output-size rule of Eq. (4) with P = F // 2), overlapping 3 x 3 / 2 max pools.
@@ -49,8 +48,8 @@ Choices
 4. Input: gray, one channel (KolektorSDD is gray); ``in_channels`` is configurable. The first
    layer standardises each image (``InstanceNorm2d`` without affine parameters): the features
    become invariant to the global brightness/contrast changes that the paper's brightness
-   augmentation simulates (LED drift), instead of having to learn that invariance (measured:
-   without it the head's training loss stayed near 0.69 for ten epochs).
+   augmentation simulates (LED drift), instead of having to learn that invariance (an earlier
+   session reported that without it the head's loss stayed near 0.69; not re-measured).
 5. :meth:`AlexNetSPP.forward_train` also returns a 1-channel defect map from a 1x1 convolution on
    the SPP output (stride 16), used only as an auxiliary loss with the KolektorSDD masks during
    training (mask supervision of the feature maps, as in segmentation-based KSDD detectors).

@@ -1,0 +1,206 @@
+"""Model card ``models/zoo/alexnet_svm.md`` from the measured run facts.
+
+    python -m models.svm.card --run /work/runs/alexnet_svm --out models/zoo/alexnet_svm.md
+
+Reads ``card_facts.json`` (:mod:`models.svm.train_screen`) and, when present in the run
+folder, ``size_comparison.json`` (:mod:`models.svm.compare_sizes`), ``cascade.json``
+(:mod:`models.svm.cascade`) and ``evaluation/evaluation.json`` (``lineinspect evaluate``).
+Free-text sections that need judgement (decisions, limits) are passed in ``notes.json``
+(``{"decisions": [...], "limits": [...], "localisation": [...]}``) so that every number in the
+card comes from a file the run wrote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from models.card import LICENCES, _cm_table
+
+
+def _load(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _m(m: dict) -> str:
+    return (
+        f"accuracy {m['accuracy']:.4f}, recall (defective) {m['recall_defective']:.4f}, "
+        f"precision {m['precision_defective']:.4f}, confusion {m['confusion']}"
+    )
+
+
+def render(run: Path) -> str:
+    """Markdown card from the JSON files in ``run``."""
+    f = json.loads((run / "card_facts.json").read_text())
+    sizes = _load(run / "size_comparison.json")
+    cascade = _load(run / "cascade.json")
+    notes = _load(run / "notes.json") or {}
+    meta, tr, th, sv = f["meta"], f["training"], f["threshold"], f["svm_search"]
+    h, w = f["meta"]["lineinspect.input_size"].strip("[]").split(", ")
+    onnx_val = f["validation_onnx"]
+    lines = [
+        "# alexnet_svm — model card",
+        "",
+        "**Paper**: Cai, *Defect recognition and localisation model based on improved "
+        "Alexnet-SVM and Fast RCNN* (shared/papers/001_*): AlexNet with SPP-style kernel changes, "
+        "global average pooling of pool5 (256-d), RBF SVM tuned by the Sparrow Search Algorithm.",
+        f"**Task**: OK/NG screen of whole commutator frames, classes `[\"ok\", \"defect\"]`; first "
+        f"stage of the `commutator` cascade. Version `{f['version']}`.",
+        "",
+        "## Architecture",
+        f"- AlexNet-SPP `{f['variant']}` (models/arch/alexnet_spp.py): CL1 11x11/4, CL2 5x5, "
+        "CL3-CL5 3x3 (widths 48-128-192-192-256), BN + ReLU, overlapping 3x3/2 max pools, SPP "
+        "block (stride-1 max pools 5/9/13 + 1x1 fuse) after CL5, pool5 = SPP-net pyramid max "
+        "pooling (1+4+16 bins), global average -> 256-d feature (paper Sec. 3.1.2).",
+        "- StandardScaler + RBF SVC (class_weight balanced) on the 256-d feature; C and gamma "
+        "by SSA (models/svm/ssa.py, paper Eqs. (5)-(6) + Xue & Shen's scouts).",
+        "- One ONNX graph: features (torch export) -> skl2onnx `Scaler` + `SVMClassifier` "
+        "(ai.onnx.ml) -> `logits = [-z/2, z/2]`, `z = a (d - t)`; argmax = NG iff d >= t, "
+        "softmax[1] = sigmoid(z) (Platt slope a).",
+        f"- parameters: {f['params']['feature_net']:,} (feature net) + "
+        f"{f['params']['svm_support_vectors']} support vectors x 257 = "
+        f"{f['params']['total']:,} values; FLOPs {f['flops']['gflops_total']} G per frame at "
+        f"{h}x{w} ({f['flops']['counting']}); ONNX {f['size_mb']} MB; opsets {f['opset']}.",
+        "",
+        "## Artifact metadata (SPEC section 3)",
+        "| key | value |",
+        "|---|---|",
+        *[f"| `{k}` | `{v}` |" for k, v in meta.items()],
+        f"| parity ONNX vs torch+sklearn (validation images) | max abs logit diff "
+        f"{f['parity']['max_abs_diff_logits']:.2e}, decisions agree: "
+        f"{f['parity']['decisions_agree']} |",
+        "",
+        "## Training data and command",
+        f"- KolektorSDD (`ksdd`, 319 images 500x~1250 gray, 42 defective). Grouped (near-"
+        f"duplicate) stratified split, seed {f['split']['seed']}: {f['split']['train']} train "
+        f"({f['split']['train_defective']} defective) / {f['split']['val']} validation "
+        f"({f['split']['val_defective']} defective).",
+        f"- command: `{tr['command']} --threads {tr['threads']}`",
+        f"- recipe: {json.dumps(tr['config'])}",
+        f"- wall time: final net {tr['final_net_wall_s']} s, {sv['folds'].split(',')[0]} fold "
+        f"nets {tr['cv_fold_nets_wall_s']} s, whole invocation {tr['invocation_wall_s']} s; "
+        f"hardware: {notes.get('hardware', 'shared 2-core CPU, torch 1 thread')}.",
+        "",
+        "## SVM hyper-parameters: SSA vs grid search (same folds)",
+        f"Folds: {sv['folds']}. Objective: {sv['objective']}. Space: {sv['space']}.",
+        "",
+        "| search | log2 C | log2 gamma | CV objective | CV balanced acc. | evaluations | "
+        "wall s | CV acc/recall at d>=0 | val acc/recall at d>=0 | support vectors |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for k in ("ssa", "grid"):
+        s = sv[k]
+        lines.append(
+            f"| {k} | {s['log2C']} | {s['log2gamma']} | {s['cv_objective']} | "
+            f"{s['cv_balanced_accuracy']} | {s['evaluations']} | {s['wall_s']} | "
+            f"{s['cv_at_0']['accuracy']:.4f} / {s['cv_at_0']['recall_defective']:.4f} | "
+            f"{s['val_at_0']['accuracy']:.4f} / {s['val_at_0']['recall_defective']:.4f} | "
+            f"{s['n_support']} |"
+        )
+    lines += [
+        f"\nReleased: `{sv['used']}`.",
+        "",
+        "## Threshold",
+        f"- rule: {th['rule']}.",
+        f"- chosen t = {th['decision_value_t']} (Platt slope a = {th['platt_slope_a']}); pooled "
+        f"out-of-fold + validation at t: {_m(th['pooled_at_chosen'])}.",
+        "",
+        "## Validation (own grouped split, scored from the ONNX file)",
+        f"- **{onnx_val['images']} images: accuracy {onnx_val['accuracy']:.4f}, recall of "
+        f"defective {onnx_val['recall_defective']:.4f}**, precision "
+        f"{onnx_val['precision_defective']:.4f}; missed: {onnx_val['missed_defective'] or 'none'}"
+        f"; false alarms: {onnx_val['false_alarms'] or 'none'}.",
+        "",
+        _cm_table(onnx_val["confusion"], ["ok", "defect"]),
+        "![confusion](alexnet_svm.confusion.png)" if notes.get("confusion_png") else "",
+        "- out-of-fold CV on the training split at t: "
+        + _m(f["cv_out_of_fold"]["chosen_threshold"]),
+        "- fine-tuning head argmax on validation (not released): "
+        + _m(f["validation_head_argmax"]),
+        "- paper anchor: 88.79 % accuracy (KolektorSDD, their 7:3 split).",
+        "",
+        "Reproduce: `lineinspect evaluate --model models/zoo/alexnet_svm.onnx --data "
+        "/work/shared/datasets/ksdd --split val` (ONNX + metadata only).",
+        "",
+    ]
+    if sizes:
+        lines += [
+            "## Input size: aspect-preserving vs the paper's 227 x 227",
+            "One final network per size (same recipe, epochs, split), SVM at the released "
+            f"(C, gamma) = 2^{sizes['svm']['log2C']}, 2^{sizes['svm']['log2gamma']}, validation "
+            "split; no CV per size (cost), so weaker evidence than the SSA/grid table.",
+            "",
+            "| input HxW | head acc / recall | SVM d>=0 acc / recall | SVM ROC AUC | train s |",
+            "|---|---|---|---|---|",
+        ]
+        for k, v in sizes["sizes"].items():
+            a, s = v["val_head_argmax"], v["val_svm_at_0"]
+            lines.append(
+                f"| {k} | {a['accuracy']:.4f} / {a['recall_defective']:.4f} | "
+                f"{s['accuracy']:.4f} / {s['recall_defective']:.4f} | {v['val_svm_roc_auc']} | "
+                f"{v['train_wall_s']} |"
+            )
+        lines.append("")
+    if cascade:
+        c, n = cascade["cascade"], cascade["no_screen"]
+        lines += [
+            "## Cascade (`commutator` recipe)",
+            f"Screen threshold (defect probability) {cascade['screen_threshold']}, scope "
+            f"`{cascade['screen_scope']}`; {cascade['images']} validation frames "
+            f"({cascade['defective']} defective), onnxruntime {cascade['ort_threads']} thread, "
+            "`python -m models.svm.cascade --recipe commutator --split val`.",
+            "",
+            "| variant | frame ms mean / median | heavy model ran | image acc | recall "
+            "defective | box recall@0.3 / @0.5 | mean IoU |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for name, v in (("segmenter on every frame", n), ("screen -> segmenter", c)):
+            b = v["boxes_on_defective"]
+            lines.append(
+                f"| {name} | {v['mean_ms']} / {v['median_ms']} | {v['heavy_ran_fraction']:.2%} | "
+                f"{v['accuracy']:.4f} | {v['recall_defective']:.4f} | "
+                f"{b['box_recall@0.3']:.3f} / {b['box_recall@0.5']:.3f} | {b['mean_iou']:.3f} |"
+            )
+        lines += [
+            "",
+            f"Speed-up {cascade['speedup']}x, recall cost {cascade['recall_cost']:.4f} "
+            "(defective-image recall without minus with the screen).",
+            "",
+        ]
+    for title, key in (("Decisions", "decisions"), ("Localisation", "localisation")):
+        if notes.get(key):
+            lines += [f"## {title}", *[f"- {x}" for x in notes[key]], ""]
+    lat = f["latency_ort_cpu"]
+    lines += [
+        "## CPU latency (onnxruntime, CPUExecutionProvider)",
+        f"{f['machine']}; shared with two training jobs while measured (upper bounds).",
+        "",
+        "| batch | p50 ms | p99 ms | frames/s |",
+        "|---|---|---|---|",
+        *[
+            f"| {b.split('_')[1]} | {v['p50_ms']} | {v['p99_ms']} | {v['tiles_per_s']} |"
+            for b, v in lat.items()
+        ],
+        "",
+        "## Known limits",
+        *[f"- {x}" for x in notes.get("limits", [])],
+        "",
+        "## Data licence",
+        LICENCES["ksdd"] + " The model is released for research use under the same terms "
+        "(CC BY-NC-SA 4.0), with KolektorSDD (Kolektor Group / ViCoS) named as its source.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--run", type=Path, required=True)
+    ap.add_argument("--out", type=Path, default=Path("models/zoo/alexnet_svm.md"))
+    args = ap.parse_args(argv)
+    args.out.write_text(render(args.run))
+
+
+if __name__ == "__main__":
+    main()
