@@ -40,7 +40,7 @@ import redis
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import (
     BaseModel,
@@ -570,15 +570,6 @@ class Services:
             pass
 
 
-_ROOT_HTML = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>lineinspect</title></head>
-<body><h1>lineinspect</h1>
-<p>Inline surface inspection. API documentation: <a href="/docs">/docs</a>
-(OpenAPI <a href="/openapi.json">/openapi.json</a>); metrics: <a href="/metrics">/metrics</a>.
-</p></body></html>
-"""
-
-
 def create_app(
     settings: Settings | None = None,
     inspector_factory: InspectorFactory | None = None,
@@ -831,9 +822,7 @@ def create_app(
         svc.refresh_gauges()
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def root() -> HTMLResponse:
-        """Placeholder page (the QA web UI replaces it)."""
-        return HTMLResponse(_ROOT_HTML)
+    from api.ui.routes import register_ui  # imports api.app: registered here, not at the top
 
+    register_ui(app, svc)  # GET /, static files, stats, CSV export, neighbours
     return app

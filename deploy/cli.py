@@ -265,6 +265,30 @@ def export_reviews(
     )
 
 
+@app.command()
+def quantize(
+    model: Path = typer.Option(..., exists=True, dir_okay=False, help="fp32 ONNX file"),
+    data: Path = typer.Option(..., exists=True, file_okay=False, help="training data set"),
+    out: Path = typer.Option(None, help="default: <model dir>/<stem>.int8.onnx"),
+    images: int = typer.Option(256, help="calibration images (from the train split)"),
+    method: str = typer.Option("minmax", help="minmax | entropy | percentile"),
+    seed: int = 0,
+    compare: bool = typer.Option(True, help="score fp32 and int8 on the validation split"),
+) -> None:
+    """INT8 static quantisation calibrated on training images (recipe: ``quantize: int8``)."""
+    from models.quantize import compare_on_split, int8_path, quantize_int8, write_facts
+
+    out = out or int8_path(model)
+    try:
+        facts = quantize_int8(model, data, out, images=images, method=method, seed=seed)
+        if compare:
+            facts["validation"] = compare_on_split(model, out, data, seed=seed)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    write_facts(facts, out)
+    console.print_json(json.dumps(facts, default=str))
+
+
 def _int_list(text: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]

@@ -135,6 +135,12 @@ class Inspection(Base):
         CheckConstraint("verdict IN ('OK', 'NG', 'UNKNOWN')", name="verdict"),
         Index("ix_inspections_line_id_captured_at_id", "line_id", "captured_at", "id"),
         Index("ix_inspections_verdict_captured_at_id", "verdict", "captured_at", "id"),
+        # QA UI (0002): line + verdict filter, last NG per line, the reviewed filter
+        Index(
+            "ix_inspections_line_id_verdict_captured_at_id",
+            "line_id", "verdict", "captured_at", "id",
+        ),
+        Index("ix_inspections_reviewed_captured_at_id", "reviewed", "captured_at", "id"),
     )
 
 
