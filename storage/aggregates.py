@@ -13,6 +13,7 @@ Every query here is bounded by an index of :mod:`storage.orm`:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -168,7 +169,7 @@ class LogAggregates:
         if bucket_s <= 0 or since >= until:
             raise ValueError("need bucket_s > 0 and since < until")
         start = int(since.timestamp()) // bucket_s * bucket_s
-        n = (int(until.timestamp()) - start + bucket_s - 1) // bucket_s
+        n = (math.ceil(until.timestamp()) - start + bucket_s - 1) // bucket_s
         if n > MAX_BUCKETS:
             raise ValueError(f"{n} buckets: at most {MAX_BUCKETS}, use a larger bucket_s")
         bucket = self._bucket_expr(bucket_s).label("bucket")

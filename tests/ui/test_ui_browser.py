@@ -62,6 +62,7 @@ def _api_ids(live: Live, **params: Any) -> list[int]:
 
 def _shot(driver: Any, name: str) -> None:
     path = ARTIFACTS / f"{name}.png"
+    driver.execute_script("window.scrollTo(0, 0);")
     assert driver.save_screenshot(str(path)), path
     assert path.stat().st_size > 5000
 

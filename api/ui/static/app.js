@@ -335,7 +335,9 @@ function drawStacked(box, d) {
   const totals = d.buckets.map((_, k) => d.classes.reduce((s, c) => s + d.series[c][k], 0));
   const max = Math.max(1, ...totals);
   const svg = svgEl("svg", { width: W, height: H, viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": "defects per class over time" });
-  const bw = (W - L - 10) / Math.max(1, n);
+  const bw = (W - L - 40) / Math.max(1, n);
+  const step = Math.max(1, Math.ceil(n * 80 / (W - L - 40)));  // about 80 px per axis label
+  const span = n * d.bucket_s;
   svg.append(svgEl("line", { x1: L, y1: H - B, x2: W - 10, y2: H - B, stroke: "#888" }));
   for (const frac of [0, 0.5, 1]) {
     const y = H - B - frac * (H - B - T);
@@ -352,8 +354,9 @@ function drawStacked(box, d) {
       rect.append(svgEl("title", {}, `${fmtTime(b)}: ${c} ${v}`));
       svg.append(rect);
     });
-    if (n <= 31 || k % Math.ceil(n / 24) === 0) {
-      svg.append(svgEl("text", { x: L + k * bw + bw / 2, y: H - B + 14, "text-anchor": "middle" }, b.slice(5, 16).replace("T", " ")));
+    if (k % step === 0) {
+      const label = d.bucket_s < 86400 && span <= 86400 ? b.slice(11, 16) : b.slice(5, 16).replace("T", " ");
+      svg.append(svgEl("text", { x: L + k * bw + bw / 2, y: H - B + 14, "text-anchor": "middle" }, label));
     }
   });
   const legend = el("div", { class: "legend" }, ...d.classes.map((c, ci) => el("span", {}, el("i", { style: `background:${classColor(ci)}` }), c)));
