@@ -136,12 +136,12 @@ class LogAggregates:
             )
             base = select(InspectionRow.id).where(*flt.clauses())
             older_id = session.execute(
-                base.where(older)
+                base.where(InspectionRow.captured_at <= t, older)  # <=: an index seek
                 .order_by(InspectionRow.captured_at.desc(), InspectionRow.id.desc())
                 .limit(1)
             ).scalar_one_or_none()
             newer_id = session.execute(
-                base.where(newer)
+                base.where(InspectionRow.captured_at >= t, newer)
                 .order_by(InspectionRow.captured_at.asc(), InspectionRow.id.asc())
                 .limit(1)
             ).scalar_one_or_none()

@@ -398,11 +398,14 @@ class InspectionRepository:
         if cursor:
             t, i = decode_cursor(cursor)
             if self._sqlite:
+                # the redundant ``captured_at <= t`` lets SQLite seek the index to the cursor
+                # (the OR alone makes it walk the index from the newest row: O(depth))
                 stmt = stmt.where(
+                    InspectionRow.captured_at <= t,
                     or_(
                         InspectionRow.captured_at < t,
                         and_(InspectionRow.captured_at == t, InspectionRow.id < i),
-                    )
+                    ),
                 )
             else:  # row comparison: one index range scan on (captured_at DESC, id DESC)
                 stmt = stmt.where(tuple_(InspectionRow.captured_at, InspectionRow.id) < (t, i))
