@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint install install-dev demo-frames clean
+.PHONY: run test lint install install-dev browser demo-frames clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -28,7 +28,15 @@ install-dev: $(VENV)/.installed-dev
 run: $(STAMP)
 	$(BIN)/lineinspect run
 
-test: $(VENV)/.installed-dev
+# The QA UI tests (tests/ui) drive Debian's chromium through chromium-driver; no browser
+# download is needed. Checked on every run (cheap), installed with apt when missing.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver; }
+
+test: $(VENV)/.installed-dev browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
