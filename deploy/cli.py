@@ -2,6 +2,7 @@
 
 Service parts: ``acquire``, ``infer``, ``serve`` and ``run`` (all three in one process).
 Models: ``train``, ``export``, ``evaluate``. Benchmarks: ``bench models|pipeline``.
+QA: ``export-reviews`` (reviewed inspections as a labelled data set).
 Heavy imports happen inside the commands so ``lineinspect --help`` stays fast and the
 service commands never import torch.
 """
