@@ -123,11 +123,13 @@ def machine_info() -> dict[str, Any]:
 
 # -- engines ----------------------------------------------------------------------------------
 def ort_runner(path: Path, threads: int) -> tuple[Runner, str]:
-    """The service's own session (:class:`inference.engine.OnnxModel`)."""
+    """The service's own session (:class:`inference.engine.OnnxModel`, settings' spinning)."""
+    from deploy.settings import Settings
     from inference.engine import OnnxModel
 
-    model = OnnxModel(path, providers="CPUExecutionProvider", threads=threads)
-    return model.run, f"OnnxModel, providers {model.providers}"
+    spinning = Settings().ort_spinning
+    model = OnnxModel(path, providers="CPUExecutionProvider", threads=threads, spinning=spinning)
+    return model.run, f"OnnxModel, providers {model.providers}, spinning {spinning}"
 
 
 def openvino_runner(path: Path, threads: int, shape: Sequence[int]) -> tuple[Runner, str]:

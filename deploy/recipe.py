@@ -77,6 +77,9 @@ class ModelSpec(_Strict):
     #: trained on defect-only sets (NEU-CLS, X-SDD have no defect-free class) the segmenter
     #: finds *where*, the classifier names *what*.
     gate: str | None = None
+    #: ``int8``: run the INT8 static-quantised file ``<dir>/<stem>.int8.onnx`` made by
+    #: ``lineinspect quantize`` instead of ``path`` (see docs/PERFORMANCE.md for the trade).
+    quantize: Literal["none", "int8"] = "none"
 
     def threshold_for(self, cls: str) -> float:
         """Score threshold for ``cls``."""
@@ -92,9 +95,18 @@ class ModelSpec(_Strict):
         return self.stride or self.tile
 
     def resolved_path(self) -> Path:
-        """Absolute path of the ONNX file."""
+        """Absolute path of the ONNX file (the ``.int8.onnx`` one with ``quantize: int8``)."""
         p = Path(self.path)
-        return p if p.is_absolute() else REPO_ROOT / p
+        p = p if p.is_absolute() else REPO_ROOT / p
+        if self.quantize == "int8":
+            q = p.with_name(f"{p.stem}.int8.onnx")
+            if not q.is_file():
+                raise FileNotFoundError(
+                    f"model {self.name}: quantize: int8 needs {q}; make it with "
+                    f"`lineinspect quantize --model {p} --data <training data>`"
+                )
+            return q
+        return p
 
 
 class ScreenSpec(_Strict):

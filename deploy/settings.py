@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     providers: str = ""
     #: onnxruntime intra-op threads (0 = onnxruntime default).
     ort_threads: int = 0
+    #: let idle onnxruntime threads busy-wait (faster only on cores nothing else needs).
+    ort_spinning: bool = False
     log_level: str = "INFO"
 
     @property

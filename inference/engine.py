@@ -169,15 +169,27 @@ class OnnxModel:
         providers: str | Sequence[str] | None = None,
         threads: int = 0,
         name: str | None = None,
+        spinning: bool = False,
     ) -> None:
         """Load ``path``; ``providers`` as :func:`resolve_providers`; ``threads`` = intra-op
-        threads (0 = onnxruntime default); ``name`` labels metrics (default: file stem)."""
+        threads (0 = onnxruntime default: one per physical core); ``name`` labels metrics
+        (default: file stem); ``spinning``: let idle intra-op threads busy-wait for work.
+
+        Session settings (measured in docs/PERFORMANCE.md): all graph optimisations
+        (``ORT_ENABLE_ALL``: constant folding, node fusions and the NCHWc layout for
+        AVX2/AVX-512 convolutions), one inter-op thread (the graphs are sequential), and
+        spinning off by default: on a 2-core machine the spinning threads steal the CPU that
+        the acquisition thread, Redis and the other models need.
+        """
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"ONNX model not found: {self.path}")
         self.name = name or self.path.stem
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.inter_op_num_threads = 1
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         if threads > 0:
             opts.intra_op_num_threads = threads
         self.session = ort.InferenceSession(

@@ -121,6 +121,7 @@ class Inspector:
                 providers=settings.providers or None,
                 threads=settings.ort_threads,
                 name=spec.name,
+                spinning=settings.ort_spinning,
             )
 
         self.models: list[tuple[ModelSpec, OnnxModel]] = [(s, load(s)) for s in recipe.models]

@@ -1,0 +1,171 @@
+"""``lineinspect quantize``: INT8 static quantisation of a zoo model (onnxruntime).
+
+Calibration data are *training* images of the model's data set (the train side of the same
+grouped split as training, :func:`models.evaluate.select_samples`), preprocessed exactly as
+SPEC section 3 says (:func:`models.preprocess.preprocess`), so the validation split stays
+unseen and the accuracy change measured on it is honest. A folder that is not a data set
+layout is used as a flat folder of images.
+
+The result is QDQ (QuantizeLinear/DequantizeLinear around every quantised op; onnxruntime's
+CPU provider fuses them into integer kernels), weights INT8 per output channel, activations
+UINT8 per tensor. The SPEC metadata is copied, the version gets the ``+int8`` build suffix
+and ``lineinspect.quantization`` says how the file was made. A recipe selects the file with
+``quantize: int8`` on the model (``models/zoo/<name>.int8.onnx``). No torch here.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnxruntime.quantization import CalibrationDataReader
+
+from models.data import IMAGE_EXTS, index_dataset, read_gray_or_rgb
+from models.onnx_meta import PREFIX, read_meta, read_props
+from models.preprocess import preprocess
+
+METHODS = ("minmax", "entropy", "percentile")
+
+
+def int8_path(model: Path) -> Path:
+    """Where ``quantize: int8`` looks for the quantised file: ``<dir>/<stem>.int8.onnx``."""
+    return model.with_name(f"{model.stem}.int8.onnx")
+
+
+def calibration_images(
+    data: Path, split: str = "train", limit: int = 256, seed: int = 0
+) -> list[Path]:
+    """Up to ``limit`` image paths (random, seeded) of ``split`` of the data set ``data``."""
+    from models.evaluate import select_samples
+
+    try:
+        index = index_dataset(data)
+        paths = [s.path for s in select_samples(index, split, seed, cache_dir=Path("runs/cache"))]
+    except (FileNotFoundError, ValueError, KeyError, IndexError):
+        paths = sorted(p for p in Path(data).rglob("*") if p.suffix.lower() in IMAGE_EXTS)
+    if not paths:
+        raise FileNotFoundError(f"no calibration images under {data}")
+    rng = np.random.default_rng(seed)
+    if len(paths) > limit:
+        paths = [paths[i] for i in sorted(rng.choice(len(paths), limit, replace=False))]
+    return paths
+
+
+class _Reader(CalibrationDataReader):
+    """onnxruntime ``CalibrationDataReader``: preprocessed batches of the calibration images."""
+
+    def __init__(self, model: Path, images: list[Path], batch: int = 16) -> None:
+        self.meta = read_meta(model)
+        self.input_name = onnx.load(str(model), load_external_data=False).graph.input[0].name
+        self.images, self.batch = images, batch
+        self._it: Iterator[dict[str, np.ndarray]] | None = None
+
+    def _batches(self) -> Iterator[dict[str, np.ndarray]]:
+        m = self.meta
+        for i in range(0, len(self.images), self.batch):
+            imgs = [read_gray_or_rgb(p, m.channels) for p in self.images[i : i + self.batch]]
+            yield {self.input_name: preprocess(imgs, m.channels, m.input_size, m.mean, m.std)}
+
+    def get_next(self) -> dict[str, np.ndarray] | None:  # noqa: D102 - onnxruntime API
+        if self._it is None:
+            self._it = self._batches()
+        return next(self._it, None)
+
+    def rewind(self) -> None:  # noqa: D102 - onnxruntime API
+        self._it = None
+
+
+def quantize_int8(
+    model: Path,
+    data: Path,
+    out: Path | None = None,
+    *,
+    images: int = 256,
+    split: str = "train",
+    method: str = "minmax",
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Write the INT8 QDQ model of ``model`` (default :func:`int8_path`); returns the facts."""
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}")
+    out = out or int8_path(model)
+    paths = calibration_images(data, split, images, seed)
+    calib = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }[method]
+    reader = _Reader(model, paths)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "pre.onnx"
+        try:  # shape inference + constant folding: better quantisation coverage
+            quant_pre_process(str(model), str(src), skip_symbolic_shape=True)
+        except Exception:  # noqa: BLE001 - optional step; quantise the file as it is
+            src = model
+        out.parent.mkdir(parents=True, exist_ok=True)
+        quantize_static(
+            str(src),
+            str(out),
+            reader,
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=calib,
+        )
+    props = read_props(model)
+    how = (
+        f"int8 static QDQ (weights int8 per channel, activations uint8), {method} calibration "
+        f"on {len(paths)} {split} images of {Path(data).name}"
+    )
+    props[PREFIX + "version"] = props[PREFIX + "version"].split("+")[0] + "+int8"
+    props[PREFIX + "quantization"] = how
+    q = onnx.load(str(out))
+    del q.metadata_props[:]
+    for k, v in props.items():
+        q.metadata_props.add(key=k, value=v)
+    onnx.save(q, str(out))
+    facts = {
+        "model": str(model),
+        "out": str(out),
+        "quantization": how,
+        "fp32_mb": round(model.stat().st_size / 1e6, 2),
+        "int8_mb": round(out.stat().st_size / 1e6, 2),
+    }
+    return facts
+
+
+def compare_on_split(
+    fp32: Path, int8: Path, data: Path, split: str = "val", seed: int = 0
+) -> dict[str, Any]:
+    """:func:`models.evaluate.evaluate` of both files on ``split``; metric -> (fp32, int8)."""
+    from models.evaluate import evaluate
+
+    a = evaluate(fp32, data, split=split, seed=seed)
+    b = evaluate(int8, data, split=split, seed=seed)
+    keys = ("accuracy", "macro_f1", "miou", "pixel_accuracy", "recall_defective")
+    return {
+        "split": split,
+        "images": a.get("images"),
+        **{k: {"fp32": a[k], "int8": b[k], "change": b[k] - a[k]} for k in keys if k in a},
+    }
+
+
+def write_facts(facts: dict[str, Any], out: Path) -> Path:
+    """``<out>.json`` beside the quantised file."""
+    path = out.with_suffix(".json")
+    path.write_text(json.dumps(facts, indent=2, default=str))
+    return path
