@@ -1,0 +1,67 @@
+"""INT8 static quantisation: outputs agree with fp32, metadata kept, recipes select the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from deploy.recipe import ModelSpec
+from inference.engine import OnnxModel
+from models.data import read_gray_or_rgb
+from models.onnx_meta import read_meta, read_props
+from models.preprocess import preprocess
+from models.quantize import int8_path, quantize_int8
+from tests.bench.conftest import export_tiny_net
+
+#: INT8 error allowed, relative to the largest fp32 logit magnitude
+REL_TOL = 0.1
+
+
+def _logits(path: Path, x: np.ndarray) -> np.ndarray:
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return sess.run(None, {sess.get_inputs()[0].name: x})[0]
+
+
+@pytest.fixture(scope="module")
+def quantized(tmp_path_factory: pytest.TempPathFactory, calib_dir: Path) -> tuple[Path, Path]:
+    d = tmp_path_factory.mktemp("q")
+    fp32 = export_tiny_net(d / "net.onnx")
+    facts = quantize_int8(fp32, calib_dir, images=16)
+    int8 = Path(facts["out"])
+    assert int8 == int8_path(fp32) and int8.is_file()
+    return fp32, int8
+
+
+def test_int8_outputs_agree_with_fp32(quantized: tuple[Path, Path], calib_dir: Path) -> None:
+    fp32, int8 = quantized
+    meta = read_meta(fp32)
+    imgs = [read_gray_or_rgb(p, 1) for p in sorted(calib_dir.rglob("*.png"))]
+    x = preprocess(imgs, 1, meta.input_size, meta.mean, meta.std)
+    a, b = _logits(fp32, x), _logits(int8, x)
+    assert a.shape == b.shape
+    assert np.abs(a - b).max() <= REL_TOL * np.abs(a).max()
+
+
+def test_int8_keeps_metadata_and_marks_version(quantized: tuple[Path, Path]) -> None:
+    fp32, int8 = quantized
+    a, b = read_meta(fp32), read_meta(int8)
+    assert (a.task, a.classes, a.input_size, a.mean, a.std) == (
+        b.task, b.classes, b.input_size, b.mean, b.std)
+    assert b.version == a.version + "+int8"
+    assert "int8" in read_props(int8)["lineinspect.quantization"]
+    has_qdq = any(n.op_type == "QuantizeLinear" for n in __import__("onnx").load(str(int8))
+                  .graph.node)
+    assert has_qdq
+    OnnxModel(int8)  # the service engine accepts it (SPEC metadata valid)
+
+
+def test_recipe_quantize_int8_selects_the_quantised_file(quantized: tuple[Path, Path]) -> None:
+    fp32, int8 = quantized
+    assert ModelSpec(name="n", path=str(fp32)).resolved_path() == fp32
+    assert ModelSpec(name="n", path=str(fp32), quantize="int8").resolved_path() == int8
+    missing = ModelSpec(name="n", path=str(fp32.with_name("other.onnx")), quantize="int8")
+    with pytest.raises(FileNotFoundError, match="lineinspect quantize"):
+        missing.resolved_path()
