@@ -282,10 +282,14 @@ def quantize(
     out = out or int8_path(model)
     try:
         facts = quantize_int8(model, data, out, images=images, method=method, seed=seed)
-        if compare:
-            facts["validation"] = compare_on_split(model, out, data, seed=seed)
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
+    if compare:
+        try:
+            facts["validation"] = compare_on_split(model, out, data, seed=seed)
+        except (FileNotFoundError, ValueError) as exc:
+            facts["validation"] = {"error": str(exc)}
+            console.print(f"[yellow]no validation comparison:[/yellow] {exc}")
     write_facts(facts, out)
     console.print_json(json.dumps(facts, default=str))
 

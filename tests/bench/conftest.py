@@ -17,7 +17,9 @@ from tests.onnx_factory import make_classifier, make_segmenter  # noqa: E402
 TINY_SIZE = 32
 
 
-def export_tiny_net(path: Path, classes: int = 3, size: int = TINY_SIZE) -> Path:
+def export_tiny_net(
+    path: Path, classes: int = 3, size: int = TINY_SIZE, names: list[str] | None = None
+) -> Path:
     """A small conv net exported like the zoo (SPEC + arch metadata); needs torch."""
     torch = pytest.importorskip("torch")
     from models.export import export_onnx
@@ -34,8 +36,8 @@ def export_tiny_net(path: Path, classes: int = 3, size: int = TINY_SIZE) -> Path
         torch.nn.Linear(16, classes),
     ).eval()
     export_onnx(net, path, 1, [size, size], "classify")
-    meta = ModelMeta("classify", [f"c{i}" for i in range(classes)], [size, size], 1, [0.5],
-                     [0.25], "0.1.0", "synthetic")
+    names = names or [f"c{i}" for i in range(classes)]
+    meta = ModelMeta("classify", names, [size, size], 1, [0.5], [0.25], "0.1.0", "synthetic")
     write_meta(path, meta)
     return path
 

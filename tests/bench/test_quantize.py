@@ -65,3 +65,23 @@ def test_recipe_quantize_int8_selects_the_quantised_file(quantized: tuple[Path, 
     missing = ModelSpec(name="n", path=str(fp32.with_name("other.onnx")), quantize="int8")
     with pytest.raises(FileNotFoundError, match="lineinspect quantize"):
         missing.resolved_path()
+
+
+def test_quantize_cli_writes_model_and_validation_comparison(
+    calib_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from deploy.cli import app
+
+    monkeypatch.chdir(tmp_path)  # the grouped-split cache goes to ./runs/cache
+    fp32 = export_tiny_net(tmp_path / "ab.onnx", classes=2, names=["a", "b"])
+    res = CliRunner().invoke(app, ["quantize", "--model", str(fp32), "--data", str(calib_dir),
+                                   "--images", "12"])
+    assert res.exit_code == 0, res.output
+    facts = json.loads(int8_path(fp32).with_suffix(".json").read_text())
+    val = facts["validation"]
+    assert val["split"] == "val" and val["images"] > 0
+    assert set(val["accuracy"]) == {"fp32", "int8", "change"}
