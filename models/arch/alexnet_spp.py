@@ -39,8 +39,8 @@ Choices
 1. Number of kernels (lightweight, the paper's 10.23 MB model): ``full`` uses the single-tower
    AlexNet widths 64-192-384-256-256 (2.72 M parameters incl. SPP block); ``small``
    48-128-192-192-256 (1.42 M), which trains within the 2-core CPU budget and is the
-   released one (FLOPs at the released input size in the card). CL5 always has 256 kernels so the SVM feature is
-   256-d as in the paper.
+   released one (FLOPs at the released input size in the card). CL5 always has 256 kernels
+   so the SVM feature is 256-d as in the paper.
 2. Kernel sizes: CL1 11 x 11 stride 4, CL2 5 x 5, CL3-CL5 3 x 3 as in AlexNet, "same" padding
    (the output-size rule of Eq. (4) with P = F // 2), overlapping 3 x 3 / 2 max pools.
 3. Batch normalisation after every convolution instead of local response normalisation: the

@@ -45,7 +45,7 @@ def render(run: Path) -> str:
         "**Paper**: Cai, *Defect recognition and localisation model based on improved "
         "Alexnet-SVM and Fast RCNN* (shared/papers/001_*): AlexNet with SPP-style kernel changes, "
         "global average pooling of pool5 (256-d), RBF SVM tuned by the Sparrow Search Algorithm.",
-        f"**Task**: OK/NG screen of whole commutator frames, classes `[\"ok\", \"defect\"]`; first "
+        f'**Task**: OK/NG screen of whole commutator frames, classes `["ok", "defect"]`; first '
         f"stage of the `commutator` cascade. Version `{f['version']}`.",
         "",
         "## Architecture",
@@ -155,7 +155,7 @@ def render(run: Path) -> str:
             "defective | box recall@0.3 / @0.5 | mean IoU |",
             "|---|---|---|---|---|---|---|",
         ]
-        for name, v in (("segmenter on every frame", n), ("screen -> segmenter", c)):
+        for name, v in (("localiser on every frame", n), ("screen -> localiser", c)):
             b = v["boxes_on_defective"]
             lines.append(
                 f"| {name} | {v['mean_ms']} / {v['median_ms']} | {v['heavy_ran_fraction']:.2%} | "
@@ -165,7 +165,9 @@ def render(run: Path) -> str:
         lines += [
             "",
             f"Speed-up {cascade['speedup']}x, recall cost {cascade['recall_cost']:.4f} "
-            "(defective-image recall without minus with the screen).",
+            "(defective-image recall without minus with the screen; negative = the cascade "
+            "catches more, because a flagged frame on which the localiser finds nothing is "
+            "still NG via the screen's own defect).",
             "",
         ]
     for title, key in (("Decisions", "decisions"), ("Localisation", "localisation")):

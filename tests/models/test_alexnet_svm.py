@@ -247,3 +247,45 @@ def test_threshold_rule() -> None:
     nf = NestedFolds(feats, folds)
     assert nf.X.shape == (12, 2)
     assert [te.tolist() for _, te in nf.folds] == [[2, 4, 5], [6, 7, 9]]
+
+
+@needs_ksdd
+def test_lineinspect_evaluate_routes_the_screen(tiny: tuple, tmp_path: Path) -> None:
+    """``models.evaluate.evaluate`` (the CLI's) scores an ok/defect screen on the ksdd layout."""
+    from models.evaluate import evaluate
+    from models.svm.evaluate_screen import evaluate_screen
+
+    net, pipe, meta, _, _ = tiny
+    path = tmp_path / "screen.onnx"
+    composer.save(composer.compose(net, pipe, meta), path)
+    got = evaluate(path, KSDD, "val", out_dir=tmp_path / "ev")
+    ref = evaluate_screen(path, KSDD, "val")
+    assert got["confusion"] == ref["confusion"] and got["accuracy"] == ref["accuracy"]
+    assert (tmp_path / "ev" / "evaluation.json").exists()
+    assert (tmp_path / "ev" / "confusion.png").exists()
+
+
+ZOO = Path(__file__).resolve().parents[2] / "models" / "zoo" / "alexnet_svm.onnx"
+
+
+@pytest.mark.skipif(not ZOO.exists(), reason="models/zoo/alexnet_svm.onnx not released yet")
+def test_zoo_screen_metadata_and_real_size_frame() -> None:
+    """The released screen carries the SPEC metadata and runs on a 500 x 1247 gray frame."""
+    from models.preprocess import preprocess
+
+    meta = read_meta(ZOO)
+    assert meta.task == "classify" and meta.classes == ["ok", "defect"]
+    assert meta.channels == 1 and len(meta.input_size) == 2
+    assert meta.version and meta.dataset.startswith("ksdd sha256:")
+    if (KSDD / "images").is_dir():
+        import cv2
+
+        img = cv2.imread(str(sorted((KSDD / "images").iterdir())[0]), cv2.IMREAD_GRAYSCALE)
+    else:
+        img = np.random.default_rng(0).integers(0, 256, (1247, 500), dtype=np.uint8)
+    assert img.shape[1] == 500 and img.shape[0] > 1200
+    x = preprocess([img, img[::-1]], 1, meta.input_size, meta.mean, meta.std)
+    sess = ort.InferenceSession(str(ZOO), providers=["CPUExecutionProvider"])
+    logits = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    assert logits.shape == (2, 2) and np.isfinite(logits).all()
+    assert np.allclose(logits[:, 0], -logits[:, 1], atol=1e-4)  # [-z/2, z/2]
