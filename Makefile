@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 # because the architecture tests export PyTorch models to ONNX.
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[train,test]'
+	$(BIN)/pip install --quiet -e '.[train,test,bench]'
 	touch $(STAMP) $(VENV)/.installed-dev
 
 install: $(STAMP)
