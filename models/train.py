@@ -123,7 +123,7 @@ def _augment(x: torch.Tensor, y: torch.Tensor | None, square: bool) -> tuple[tor
     return x, y
 
 
-class _Ema:
+class Ema:
     """Exponential moving average of the model weights (evaluated and exported)."""
 
     def __init__(self, model: torch.nn.Module, decay: float) -> None:
@@ -180,7 +180,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     std = (xtr.reshape(-1, cfg.channels).std(0) / 255.0).round(4).tolist()
     num_classes = len(index.classes)
     model = arch_registry.build(cfg.arch, num_classes, cfg.channels, cfg.variant).to(device)
-    ema = _Ema(model, cfg.ema_decay)
+    ema = Ema(model, cfg.ema_decay)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = max(1, len(xtr) // cfg.batch_size)
     total = steps_per_epoch * cfg.epochs

@@ -27,7 +27,6 @@ the input-size comparison against the paper's 227 x 227 are in ``models/zoo/alex
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import math
 import time
@@ -42,6 +41,7 @@ import torch.nn.functional as F
 from models.arch.alexnet_spp import AlexNetSPP, aux_target, build
 from models.data import Sample, read_gray_or_rgb
 from models.preprocess import resize_to, to_channels
+from models.train import Ema
 
 BRIGHTNESS = (0.2, 0.5, 1.0, 1.2, 1.5)
 
@@ -211,23 +211,6 @@ def _paste(
     return x, m, y
 
 
-class _Ema:
-    def __init__(self, model: torch.nn.Module, decay: float) -> None:
-        self.model = copy.deepcopy(model).eval()
-        self.decay = decay
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-
-    @torch.no_grad()
-    def update(self, model: torch.nn.Module, step: int) -> None:
-        d = min(self.decay, (1 + step) / (10 + step))
-        for e, v in zip(self.model.state_dict().values(), model.state_dict().values(), strict=True):
-            if e.dtype.is_floating_point:
-                e.mul_(d).add_(v.detach(), alpha=1 - d)
-            else:
-                e.copy_(v)
-
-
 def train_net(
     images: np.ndarray,
     masks: np.ndarray,
@@ -241,7 +224,7 @@ def train_net(
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
     model = build(2, 1, cfg.variant)
-    ema = _Ema(model, cfg.ema_decay)
+    ema = Ema(model, cfg.ema_decay)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     x_all = torch.from_numpy(images).unsqueeze(1)  # uint8 N,1,H,W
     m_all = torch.from_numpy(masks).unsqueeze(1)
