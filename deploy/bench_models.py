@@ -141,7 +141,11 @@ def openvino_runner(path: Path, threads: int, shape: Sequence[int]) -> tuple[Run
             "openvino is not installed (pip install openvino, or pip install -e '.[bench]')"
         ) from exc
     core = ov.Core()
-    model = core.read_model(str(path))
+    try:
+        model = core.read_model(str(path))
+    except RuntimeError as exc:  # e.g. ai.onnx.ml operators (the AlexNet-SVM screen's SVM)
+        first = next((ln for ln in str(exc).splitlines() if "No conversion rule" in ln), "")
+        raise EngineUnavailable(f"OpenVINO cannot read this graph: {first or exc}") from exc
     model.reshape([int(v) for v in shape])
     config = {
         "INFERENCE_NUM_THREADS": int(threads),
