@@ -68,6 +68,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.arch.init import init_conv_bn_linear
+
 __all__ = [
     "AluDefClassNet",
     "AluDefConfig",
@@ -281,17 +283,7 @@ class AluDefClassNet(nn.Module):
 
 def _init_weights(model: nn.Module) -> None:
     """Kaiming-normal convs, N(0, 0.01) FC, zero biases, zero-gamma last BN per block."""
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0.0, 0.01)
-            nn.init.zeros_(m.bias)
+    init_conv_bn_linear(model)
     for m in model.modules():
         if isinstance(m, Bottleneck):
             nn.init.zeros_(m.bn3.weight)

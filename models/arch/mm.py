@@ -71,6 +71,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.arch.init import init_conv_bn_linear
+
 __all__ = [
     "DoGScaleSpace",
     "GaussianBlur",
@@ -320,17 +322,7 @@ class MM(nn.Module):
 
 def _init_weights(model: nn.Module) -> None:
     """Gaussian weights, constant (zero) biases (Sec. 4.2 Step 3); zero-gamma residual BN."""
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0.0, 0.01)
-            nn.init.zeros_(m.bias)
+    init_conv_bn_linear(model)
     for m in model.modules():
         if isinstance(m, MMBlock):
             nn.init.zeros_(m.restore[1].weight)
