@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
 from models.arch import aludef  # noqa: E402
+from tests.models.onnx_parity import classifier_export_parity  # noqa: E402
 
 TILE = 224
 NUM_CLASSES = 7
@@ -39,32 +39,6 @@ def _realistic(model: torch.nn.Module, size: int, seed: int = 0) -> torch.nn.Mod
     with torch.no_grad():
         model(torch.randn(2, 3, size, size, generator=g))
     return model.eval()
-
-
-def _export_parity(model: torch.nn.Module, path: Path) -> list[float]:
-    x = torch.randn(1, 3, TILE, TILE)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # legacy-exporter deprecation / constant-folding notes
-        torch.onnx.export(
-            model,
-            x,
-            str(path),
-            opset_version=17,
-            dynamo=False,
-            input_names=["input"],
-            output_names=["logits"],
-            dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
-        )
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    diffs = []
-    for n in (1, 3):  # one file, two batch sizes: the batch axis must be dynamic
-        xb = torch.randn(n, 3, TILE, TILE)
-        with torch.no_grad():
-            ref = model(xb).numpy()
-        (out,) = sess.run(["logits"], {"input": xb.numpy()})
-        assert out.shape == (n, NUM_CLASSES)
-        diffs.append(float(abs(out - ref).max()))
-    return diffs
 
 
 @pytest.mark.parametrize("variant", ["full", "small"])
@@ -140,5 +114,5 @@ def test_last_stage_is_dilated() -> None:
 def test_onnx_parity(variant: str, tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = _realistic(aludef.build(NUM_CLASSES, variant=variant), TILE)
-    diffs = _export_parity(model, tmp_path / f"aludef_{variant}.onnx")
+    diffs = classifier_export_parity(model, tmp_path / f"aludef_{variant}.onnx", TILE, NUM_CLASSES)
     assert max(diffs) < 1e-4, diffs

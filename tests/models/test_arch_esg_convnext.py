@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
 from models.arch import esg_convnext as esg  # noqa: E402
+from tests.models.onnx_parity import classifier_export_parity  # noqa: E402
 
 TILE = 224
 NUM_CLASSES = 7
@@ -136,25 +136,5 @@ def test_attention_modules() -> None:
 def test_onnx_parity_small_dynamic_batch(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = _realistic(esg.build(NUM_CLASSES, variant="small"))
-    path = tmp_path / "esg_small.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # legacy-exporter deprecation / constant-folding notes
-        torch.onnx.export(
-            model,
-            torch.randn(1, 3, TILE, TILE),
-            str(path),
-            opset_version=17,
-            dynamo=False,
-            input_names=["input"],
-            output_names=["logits"],
-            dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
-        )
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    for n in (1, 3):  # one file, two batch sizes: the batch axis must be dynamic
-        xb = torch.randn(n, 3, TILE, TILE)
-        with torch.no_grad():
-            ref = model(xb).numpy()
-        (out,) = sess.run(["logits"], {"input": xb.numpy()})
-        assert out.shape == (n, NUM_CLASSES)
-        diff = float(abs(out - ref).max())
-        assert diff < 1e-4, (n, diff)
+    diffs = classifier_export_parity(model, tmp_path / "esg_small.onnx", TILE, NUM_CLASSES)
+    assert max(diffs) < 1e-4, diffs
