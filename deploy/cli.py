@@ -148,6 +148,10 @@ def train(
     threads: int = 0,
     max_minutes: float = typer.Option(0.0, help="stop after this many minutes (0 = no limit)"),
     resume: bool = typer.Option(False, help="continue from OUT/last.pt"),
+    tile: int = typer.Option(0, help="segment: train on tiles of this many frame px (0 = off)"),
+    positive_fraction: float = typer.Option(
+        0.0, help="segment with --tile: repeat defect tiles to this fraction of training tiles"
+    ),
 ) -> None:
     """Train a zoo network on a data set with a grouped train/validation split."""
     from models.arch import ARCHITECTURES, task_of
@@ -159,6 +163,10 @@ def train(
     if arch not in ARCHITECTURES or task_of(arch) != task:
         _fail(f"{arch!r} is not a {task} architecture")
     size = [int(v) for v in input_size.split(",")]
+    if tile and task != "segment":
+        _fail("--tile is for segmentation only")
+    if not 0.0 <= positive_fraction < 1.0:
+        _fail("--positive-fraction must be in [0, 1)")
     cfg = TrainConfig(
         task=task,
         arch=arch,
@@ -173,6 +181,8 @@ def train(
         seed=seed,
         threads=threads,
         max_minutes=max_minutes,
+        tile=tile,
+        positive_fraction=positive_fraction,
         select_metric=select_metric or ("miou" if task == "segment" else "accuracy"),
     )
     metrics = do_train(cfg, resume=resume)

@@ -3,7 +3,9 @@
 Uses only the ONNX file, its ``lineinspect.*`` metadata and the SPEC section 3
 preprocessing (no torch), so anyone can check a card's numbers on their own data.
 Segmentation predictions are resized back to each image's size (nearest) before scoring;
-IoU is accumulated over all pixels of all images.
+a segmenter trained on tiles (``lineinspect.tile`` metadata) is run on the image's tiles and
+stitched (:func:`models.tiles.predict_tiled`). IoU is accumulated over all pixels of all
+images.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from tqdm import tqdm
 from models.data import DatasetIndex, Sample, assign_groups, grouped_split, index_dataset
 from models.data import read_gray_or_rgb as read_image
 from models.metrics import classification_metrics, confusion, segmentation_metrics_from_confusion
-from models.onnx_meta import ModelMeta, read_meta
+from models.onnx_meta import ModelMeta, read_meta, read_props
 from models.preprocess import preprocess
+from models.tiles import predict_tiled
 
 
 def select_samples(
@@ -87,13 +90,25 @@ def evaluate(
     else:
         n = len(meta.classes)
         cm = np.zeros((n, n), np.int64)
+        tile = int(read_props(model_path).get("lineinspect.tile", 0))
+
+        def run(tiles: list[np.ndarray]) -> np.ndarray:
+            x = preprocess(tiles, meta.channels, meta.input_size, meta.mean, meta.std)
+            return sess.run(None, {name: x})[0]
+
         for s in tqdm(samples, desc="evaluate"):
             img = read_image(s.path, meta.channels)
-            x = preprocess([img], meta.channels, meta.input_size, meta.mean, meta.std)
-            pred = sess.run(None, {name: x})[0][0].argmax(0).astype(np.uint8)
-            pred = cv2.resize(pred, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_NEAREST)
+            if tile:
+                pred = predict_tiled(run, img, tile)
+            else:
+                pred = run([img])[0].argmax(0).astype(np.uint8)
+                pred = cv2.resize(
+                    pred, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_NEAREST
+                )
             cm += confusion(_gt_mask(s, img.shape[:2]), pred, n)
         metrics = segmentation_metrics_from_confusion(cm, meta.classes)
+        if tile:
+            metrics["tile"] = tile
     metrics.update(
         {
             "model": str(model_path),

@@ -159,7 +159,10 @@ def export_checkpoint(
         dataset=ck["dataset"],
     )
     # arch/variant let `lineinspect bench models` rebuild the same net in PyTorch
-    write_meta(out, meta, extra={"arch": cfg["arch"], "variant": cfg["variant"]})
+    extra = {"arch": cfg["arch"], "variant": cfg["variant"]}
+    if cfg.get("tile"):  # trained on tiles of this many frame px: evaluate/recipes tile alike
+        extra["tile"] = str(cfg["tile"])
+    write_meta(out, meta, extra=extra)
     params = sum(p.numel() for p in model.parameters())
     flops = count_flops(model, torch.zeros(1, cfg["channels"], *cfg["input_size"]))
     latency = {

@@ -64,6 +64,10 @@ class TrainConfig:
     max_minutes: float = 0.0
     #: validation metric that picks the best checkpoint: accuracy, macro_f1 or miou
     select_metric: str = "accuracy"
+    #: segment only: train/validate on tiles of this many frame px (0 = whole image resized)
+    tile: int = 0
+    #: segment only: repeat foreground tiles until they are this fraction of training tiles
+    positive_fraction: float = 0.0
 
 
 def _seed_everything(seed: int) -> None:
@@ -79,7 +83,13 @@ def load_split(cfg: TrainConfig, index: DatasetIndex) -> tuple[list[Sample], lis
 
 
 def _load_images(samples: list[Sample], cfg: TrainConfig, task: str) -> tuple[np.ndarray, ...]:
-    """Images resized to the input size (uint8 N,H,W,C) and labels or masks."""
+    """Images resized to the input size (uint8 N,H,W,C) and labels or masks.
+
+    With ``cfg.tile`` (segment only) every image contributes its tiles instead
+    (:func:`models.tiles.cut_tiles`).
+    """
+    if cfg.tile:
+        return _load_tiles(samples, cfg)
     imgs, targets = [], []
     for s in tqdm(samples, desc="loading", leave=False):
         img = resize_to(
@@ -91,6 +101,18 @@ def _load_images(samples: list[Sample], cfg: TrainConfig, task: str) -> tuple[np
         else:
             targets.append(s.label)
     return np.stack(imgs), np.asarray(targets) if task == "classify" else np.stack(targets)
+
+
+def _load_tiles(samples: list[Sample], cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    from models.tiles import cut_tiles
+
+    imgs, masks = [], []
+    for s in tqdm(samples, desc="tiling", leave=False):
+        img = to_channels(read_gray_or_rgb(s.path, cfg.channels), cfg.channels)
+        ti, tm = cut_tiles(img, _load_mask(s, list(img.shape[:2])), cfg.tile, cfg.input_size)
+        imgs.extend(t if t.ndim == 3 else t[..., None] for t in ti)
+        masks.extend(tm)
+    return np.stack(imgs), np.stack(masks)
 
 
 def _load_mask(s: Sample, size: list[int]) -> np.ndarray:
@@ -173,9 +195,16 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     index = index_dataset(Path(cfg.data))
     if index.task != cfg.task:
         raise ValueError(f"{cfg.data} is a {index.task} data set, not {cfg.task}")
+    if cfg.tile and cfg.task != "segment":
+        raise ValueError("--tile is for segmentation; classifiers train on their tile data sets")
     train_s, val_s = load_split(cfg, index)
     xtr, ytr = _load_images(train_s, cfg, cfg.task)
     xva, yva = _load_images(val_s, cfg, cfg.task)
+    if cfg.positive_fraction:
+        from models.tiles import oversample_positive
+
+        keep = oversample_positive(ytr, cfg.positive_fraction)
+        xtr, ytr = xtr[keep], ytr[keep]
     mean = (xtr.reshape(-1, cfg.channels).mean(0) / 255.0).round(4).tolist()
     std = (xtr.reshape(-1, cfg.channels).std(0) / 255.0).round(4).tolist()
     num_classes = len(index.classes)
@@ -252,7 +281,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
             "best": max(best, score),
             "history": history,
             "metrics": metrics,
-            "split": {"train": len(train_s), "val": len(val_s)},
+            "split": _split_sizes(cfg, train_s, val_s, len(xtr), len(xva)),
         }
         if score > best:
             best = score
@@ -281,8 +310,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         plots.iou_bars(final["per_class_iou"], out / "iou.png")
         ema_model = arch_registry.build(cfg.arch, num_classes, cfg.channels, cfg.variant)
         ema_model.load_state_dict(best_ck["ema"])
-        pred = predict(ema_model, xva_t[:6], m_t.cpu(), s_t.cpu()).argmax(1).numpy()
-        plots.segmentation_overlays(xva[:6], yva[:6], pred, out / "overlays.png")
+        show = np.argsort(-(yva.reshape(len(yva), -1) > 0).mean(1), kind="stable")[:6]
+        pred = predict(ema_model, xva_t[show], m_t.cpu(), s_t.cpu()).argmax(1).numpy()
+        plots.segmentation_overlays(xva[show], yva[show], pred, out / "overlays.png")
     return final
 
 
@@ -321,6 +351,13 @@ def _validate(
         m = segmentation_metrics(y, logits.argmax(1).numpy().astype(np.uint8), classes)
     m["score"] = m[cfg.select_metric]
     return m
+
+
+def _split_sizes(cfg: TrainConfig, train_s: list, val_s: list, n_tr: int, n_va: int) -> dict:
+    sizes = {"train": len(train_s), "val": len(val_s)}
+    if cfg.tile:  # tiles actually trained/validated on (train after positive oversampling)
+        sizes.update({"train_tiles": n_tr, "val_tiles": n_va})
+    return sizes
 
 
 def _scalars(m: dict) -> dict:

@@ -1,0 +1,80 @@
+"""Segmenters trained and scored on tiles, cut exactly as the service's tiler cuts frames.
+
+A segmenter for large frames (KolektorSDD: 500 x 1247) cannot see a 3-px crack once the whole
+frame is shrunk to its input size. With ``--tile T`` training cuts every image (and its mask)
+into ``T`` x ``T`` frame-pixel tiles with :func:`inference.tiler.make_tiles` (border-aligned
+last tile, reflection padding for areas smaller than a tile), resizes each tile to the model's
+input size, and trains on the tiles; the recipe then runs the model with ``tile: T``.
+``lineinspect evaluate`` reads the ``lineinspect.tile`` metadata and scores whole images by
+the same tiling (:func:`predict_tiled`), so the card's numbers are per image, not per tile.
+
+Defects cover a tiny share of such tiles; :func:`oversample_positive` repeats tiles that hold
+any foreground pixel until they make up a chosen fraction of the training tiles.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import cv2
+import numpy as np
+
+from inference.tiler import make_tiles
+from models.preprocess import resize_to
+
+
+def cut_tiles(
+    image: np.ndarray, mask: np.ndarray, tile: int, input_size: Sequence[int]
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Tiles of ``image`` and ``mask`` (same HxW) resized to ``input_size`` (mask: nearest)."""
+    if image.shape[:2] != mask.shape[:2]:
+        raise ValueError(f"image {image.shape[:2]} and mask {mask.shape[:2]} differ in size")
+    h, w = int(input_size[0]), int(input_size[1])
+    imgs = [resize_to(t, input_size) for t in make_tiles(image, tile).arrays]
+    masks = [
+        cv2.resize(np.ascontiguousarray(m), (w, h), interpolation=cv2.INTER_NEAREST)
+        for m in make_tiles(mask, tile).arrays
+    ]
+    return imgs, masks
+
+
+def oversample_positive(masks: np.ndarray, fraction: float) -> np.ndarray:
+    """Indices into ``masks`` (N,H,W) with foreground tiles repeated to >= ``fraction`` of all.
+
+    ``fraction`` 0 (or no foreground tile, or already enough) returns ``arange(N)``.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"positive fraction must be in [0, 1), got {fraction}")
+    idx = np.arange(len(masks))
+    pos = idx[masks.reshape(len(masks), -1).max(1) > 0]
+    neg = len(masks) - len(pos)
+    if fraction == 0.0 or len(pos) == 0 or len(pos) >= fraction * len(masks):
+        return idx
+    copies = math.ceil(fraction * neg / ((1.0 - fraction) * len(pos)))
+    return np.concatenate([idx, np.repeat(pos, copies - 1)])
+
+
+def predict_tiled(
+    predict: Callable[[list[np.ndarray]], np.ndarray], image: np.ndarray, tile: int
+) -> np.ndarray:
+    """Class map (HxW uint8) of ``image`` from per-tile logits, stitched like the service.
+
+    ``predict`` maps a list of uint8 tiles to ``(N, K, h, w)`` logits at the model's input
+    size. Each tile's softmax is resized to its tile, cropped to the real pixels and
+    averaged where border-aligned tiles overlap; the class map is the argmax.
+    """
+    ts = make_tiles(image, tile)
+    logits = predict(ts.arrays)
+    k = logits.shape[1]
+    acc = np.zeros((k, *image.shape[:2]), np.float32)
+    hits = np.zeros(image.shape[:2], np.float32)
+    for (x, y, w, h), lg in zip(ts.rects, logits, strict=True):
+        e = np.exp(lg - lg.max(0, keepdims=True))
+        probs = e / e.sum(0, keepdims=True)
+        side = tile if tile else None
+        size = (side or w, side or h)
+        up = np.stack([cv2.resize(p, size, interpolation=cv2.INTER_LINEAR) for p in probs])
+        acc[:, y : y + h, x : x + w] += up[:, :h, :w]
+        hits[y : y + h, x : x + w] += 1.0
+    return (acc / np.maximum(hits, 1.0)).argmax(0).astype(np.uint8)
