@@ -152,6 +152,8 @@ def train(
     positive_fraction: float = typer.Option(
         0.0, help="segment with --tile: repeat defect tiles to this fraction of training tiles"
     ),
+    source: Path = typer.Option(None, help="classify: frames the tile set was cut from"),
+    source_crops: int = typer.Option(0, help="classify: extra random tiles per --source frame"),
 ) -> None:
     """Train a zoo network on a data set with a grouped train/validation split."""
     from models.arch import ARCHITECTURES, task_of
@@ -165,6 +167,8 @@ def train(
     size = [int(v) for v in input_size.split(",")]
     if tile and task != "segment":
         _fail("--tile is for segmentation only")
+    if source_crops and (task != "classify" or source is None or not source.is_dir()):
+        _fail("--source-crops needs a classification set and an existing --source folder")
     if not 0.0 <= positive_fraction < 1.0:
         _fail("--positive-fraction must be in [0, 1)")
     cfg = TrainConfig(
@@ -183,6 +187,8 @@ def train(
         max_minutes=max_minutes,
         tile=tile,
         positive_fraction=positive_fraction,
+        source=str(source or ""),
+        source_crops=source_crops,
         select_metric=select_metric or ("miou" if task == "segment" else "accuracy"),
     )
     metrics = do_train(cfg, resume=resume)

@@ -68,6 +68,10 @@ class TrainConfig:
     tile: int = 0
     #: segment only: repeat foreground tiles until they are this fraction of training tiles
     positive_fraction: float = 0.0
+    #: classify on a tile set: the frames it was cut from (images/, masks/, classes.json)
+    source: str = ""
+    #: classify: extra random tiles cut per training frame of ``source`` (0 = none)
+    source_crops: int = 0
 
 
 def _seed_everything(seed: int) -> None:
@@ -113,6 +117,23 @@ def _load_tiles(samples: list[Sample], cfg: TrainConfig) -> tuple[np.ndarray, np
         imgs.extend(t if t.ndim == 3 else t[..., None] for t in ti)
         masks.extend(tm)
     return np.stack(imgs), np.stack(masks)
+
+
+def _add_source_crops(
+    cfg: TrainConfig, train_s: list[Sample], classes: list[str], x: np.ndarray, y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Training tiles plus random tiles from their source frames (:mod:`models.source_crops`)."""
+    from models.source_crops import source_crops
+
+    if cfg.task != "classify" or not cfg.source:
+        raise ValueError("--source-crops needs a classification tile set and --source")
+    tile = read_gray_or_rgb(train_s[0].path, 1).shape[0]
+    xs, ys = source_crops(
+        train_s, Path(cfg.source), classes, tile, cfg.input_size, cfg.source_crops,
+        seed=cfg.seed, channels=cfg.channels,
+    )
+    tqdm.write(f"source crops: {len(xs)} ({np.bincount(ys, minlength=len(classes)).tolist()})")
+    return np.concatenate([x, xs]), np.concatenate([y, ys])
 
 
 def _load_mask(s: Sample, size: list[int]) -> np.ndarray:
@@ -200,6 +221,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     train_s, val_s = load_split(cfg, index)
     xtr, ytr = _load_images(train_s, cfg, cfg.task)
     xva, yva = _load_images(val_s, cfg, cfg.task)
+    if cfg.source_crops:
+        xtr, ytr = _add_source_crops(cfg, train_s, index.classes, xtr, ytr)
     if cfg.positive_fraction:
         from models.tiles import oversample_positive
 
