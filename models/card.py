@@ -34,6 +34,38 @@ LICENCES = {
 }
 
 
+def _extra_options(cfg: dict) -> str:
+    """The non-default data options of the training command (tiles, source crops)."""
+    opts = ""
+    if cfg.get("tile"):
+        opts += f" --tile {cfg['tile']} --positive-fraction {cfg.get('positive_fraction', 0.0)}"
+    if cfg.get("source_crops"):
+        opts += f" --source {cfg['source']} --source-crops {cfg['source_crops']}"
+    return opts
+
+
+def _data_notes(cfg: dict, split: dict) -> list[str]:
+    """Card lines for tile training and source crops (empty for plain runs)."""
+    notes = []
+    if cfg.get("tile"):
+        notes.append(
+            f"- trained on tiles: every image cut into {cfg['tile']} x {cfg['tile']} frame-px "
+            "tiles "
+            f"as the service's tiler cuts frames, each resized to the input size "
+            f"({split.get('train_tiles', '?')} training tiles after repeating defect tiles to "
+            f"{cfg.get('positive_fraction', 0.0):.0%}, {split.get('val_tiles', '?')} validation "
+            f"tiles); recipes must run it with `tile: {cfg['tile']}` (ONNX `lineinspect.tile`), "
+            "`lineinspect evaluate` stitches the tiles of whole images"
+        )
+    if cfg.get("source_crops"):
+        notes.append(
+            f"- plus {cfg['source_crops']} random tiles per training frame of `{cfg['source']}` "
+            "(half centred on a defect pixel), labelled by the tile set's own rule "
+            "(models/source_crops.py); validation frames are never cut from"
+        )
+    return notes
+
+
 def _arch_doc(arch: str) -> str:
     try:
         module = importlib.import_module(ARCHITECTURES[arch][0])
@@ -65,6 +97,7 @@ def render_card(f: dict) -> str:
         f"--batch-size {cfg['batch_size']} --lr {cfg['lr']} "
         f"--input-size {','.join(map(str, cfg['input_size']))} --channels {cfg['channels']} "
         f"--seed {cfg['seed']} --select-metric {cfg['select_metric']}"
+        + _extra_options(cfg)
     )
     lines = [
         f"# {f['name']} — model card",
@@ -90,6 +123,7 @@ def render_card(f: dict) -> str:
         f"label smoothing {cfg['label_smoothing']}, EMA {cfg['ema_decay']}, class-balanced "
         "loss weights (inverse frequency^0.5), augmentation: flips, 90° rotations, brightness "
         "x0.7–1.3, Gaussian noise",
+        *_data_notes(cfg, f["split"]),
         f"- best epoch {f.get('best_epoch') or '?'} of "
         f"{cfg['epochs']}, selected by validation {cfg['select_metric']}; wall time "
         f"{f.get('wall_s', '?')} s on {f.get('train_hardware', 'this 2-core CPU (no GPU)')}",

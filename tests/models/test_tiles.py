@@ -87,6 +87,7 @@ def _ksdd_like(root: Path, n: int = 10) -> None:
 
 
 def test_tile_training_exports_its_tile_and_evaluate_scores_whole_images(tmp_path: Path) -> None:
+    from models.card import render_card
     from models.evaluate import evaluate
     from models.export import export_checkpoint
     from models.onnx_meta import read_props
@@ -113,10 +114,13 @@ def test_tile_training_exports_its_tile_and_evaluate_scores_whole_images(tmp_pat
     assert split["val_tiles"] == 6 * split["val"]
     assert split["train_tiles"] > 6 * split["train"]  # defect tiles were repeated
     onnx_path = tmp_path / "sme_tiles.onnx"
-    export_checkpoint(tmp_path / "run" / "best.pt", onnx_path)
+    facts = export_checkpoint(tmp_path / "run" / "best.pt", onnx_path, data=data)
     assert read_props(onnx_path)["lineinspect.tile"] == "64"
     result = evaluate(onnx_path, data, split="val", seed=0)
     assert result["tile"] == 64
+    assert result["miou"] == facts["onnx_val_metrics"]["miou"]
+    card = render_card(facts)
+    assert "--tile 64 --positive-fraction 0.4" in card and "`tile: 64`" in card
     assert result["images"] == split["val"]
     assert 0.0 <= result["miou"] <= 1.0
 
