@@ -17,8 +17,11 @@ import pytest
 from deploy.recipe import Recipe, load_recipe
 from deploy.settings import Settings
 from models.data import Sample
+from models.onnx_meta import read_props
 from models.svm.cascade import measure
 from tests.onnx_factory import make_segmenter
+
+REPO = Path(__file__).resolve().parents[2]
 
 H, W = 160, 64
 
@@ -86,5 +89,7 @@ def test_commutator_recipe_declares_the_cascade() -> None:
     assert r.screen.model.path == "models/zoo/alexnet_svm.onnx"
     assert r.screen.scope == "frame" and r.screen.model.tile == 0
     assert 0.0 < r.screen.threshold < 0.5  # lowered for >= 0.99 recall of defective frames
-    assert [m.name for m in r.models] == ["alexnet_svm_loc"]
-    assert r.models[0].path == "models/zoo/alexnet_svm_loc.onnx"
+    assert [m.name for m in r.models] == ["sme_deeplabv3plus_ksdd"]
+    assert r.models[0].path == "models/zoo/sme_deeplabv3plus_ksdd.onnx"
+    # the segmenter was trained on 256-px tiles: the recipe must cut the same tiles
+    assert str(r.models[0].tile) == read_props(REPO / r.models[0].path)["lineinspect.tile"]
