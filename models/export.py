@@ -20,6 +20,7 @@ import torch
 
 from models import arch as arch_registry
 from models.onnx_meta import ModelMeta, write_meta
+from models.onnx_rewrite import optimize_file
 
 
 def count_flops(model: torch.nn.Module, x: torch.Tensor) -> int:
@@ -94,6 +95,7 @@ def export_onnx(
         output_names=["logits"],
         dynamic_axes={"input": axes, "logits": axes},
     )
+    optimize_file(out)
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     diff = 0.0
     for n in (1, 3):
