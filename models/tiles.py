@@ -72,8 +72,7 @@ def predict_tiled(
     for (x, y, w, h), lg in zip(ts.rects, logits, strict=True):
         e = np.exp(lg - lg.max(0, keepdims=True))
         probs = e / e.sum(0, keepdims=True)
-        side = tile if tile else None
-        size = (side or w, side or h)
+        size = (tile, tile) if tile else (w, h)  # padded tiles: real pixels at the top-left
         up = np.stack([cv2.resize(p, size, interpolation=cv2.INTER_LINEAR) for p in probs])
         acc[:, y : y + h, x : x + w] += up[:, :h, :w]
         hits[y : y + h, x : x + w] += 1.0
