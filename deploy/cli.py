@@ -165,8 +165,8 @@ def train(
     if arch not in ARCHITECTURES or task_of(arch) != task:
         _fail(f"{arch!r} is not a {task} architecture")
     size = [int(v) for v in input_size.split(",")]
-    if tile and task != "segment":
-        _fail("--tile is for segmentation only")
+    if (tile or positive_fraction) and task != "segment":
+        _fail("--tile and --positive-fraction are for segmentation only")
     if source_crops and (task != "classify" or source is None or not source.is_dir()):
         _fail("--source-crops needs a classification set and an existing --source folder")
     if not 0.0 <= positive_fraction < 1.0:

@@ -216,8 +216,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     index = index_dataset(Path(cfg.data))
     if index.task != cfg.task:
         raise ValueError(f"{cfg.data} is a {index.task} data set, not {cfg.task}")
-    if cfg.tile and cfg.task != "segment":
-        raise ValueError("--tile is for segmentation; classifiers train on their tile data sets")
+    if (cfg.tile or cfg.positive_fraction) and cfg.task != "segment":
+        raise ValueError("--tile and --positive-fraction are for segmentation only")
     train_s, val_s = load_split(cfg, index)
     xtr, ytr = _load_images(train_s, cfg, cfg.task)
     xva, yva = _load_images(val_s, cfg, cfg.task)
