@@ -64,6 +64,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.arch.init import init_conv_bn_linear
+
 FEATURE_DIM = 256
 
 
@@ -169,17 +171,7 @@ class AlexNetSPP(nn.Module):
             nn.Linear(FEATURE_DIM, num_classes),
         )
         self.aux = nn.Conv2d(FEATURE_DIM, 1, 1)
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
+        init_conv_bn_linear(self)  # BatchNorm keeps PyTorch's own unit/zero init
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         """SPP output before pool5 (``[N, 256, H/16, W/16]``)."""
