@@ -25,6 +25,7 @@ import numpy as np
 import onnx
 from onnxruntime.quantization import CalibrationDataReader
 
+from inference.tiler import make_tiles
 from models.data import IMAGE_EXTS, index_dataset, read_gray_or_rgb
 from models.onnx_meta import PREFIX, read_meta, read_props
 from models.preprocess import preprocess
@@ -63,12 +64,15 @@ class _Reader(CalibrationDataReader):
         self.meta = read_meta(model)
         self.input_name = onnx.load(str(model), load_external_data=False).graph.input[0].name
         self.images, self.batch = images, batch
+        self.tile = int(read_props(model).get("lineinspect.tile", 0))
         self._it: Iterator[dict[str, np.ndarray]] | None = None
 
     def _batches(self) -> Iterator[dict[str, np.ndarray]]:
         m = self.meta
         for i in range(0, len(self.images), self.batch):
             imgs = [read_gray_or_rgb(p, m.channels) for p in self.images[i : i + self.batch]]
+            if self.tile:  # a tile-trained model is calibrated on the tiles it will see
+                imgs = [t for im in imgs for t in make_tiles(im, self.tile).arrays]
             yield {self.input_name: preprocess(imgs, m.channels, m.input_size, m.mean, m.std)}
 
     def get_next(self) -> dict[str, np.ndarray] | None:  # noqa: D102 - onnxruntime API

@@ -119,6 +119,12 @@ def test_tile_training_exports_its_tile_and_evaluate_scores_whole_images(tmp_pat
     result = evaluate(onnx_path, data, split="val", seed=0)
     assert result["tile"] == 64
     assert result["miou"] == facts["onnx_val_metrics"]["miou"]
+    # INT8 calibration of a tile-trained model feeds it tiles, not whole shrunken frames
+    from models.quantize import _Reader
+
+    frames = sorted((data / "images").iterdir())[:2]
+    batch = next(iter(_Reader(onnx_path, frames, batch=2).get_next().values()))
+    assert batch.shape == (12, 1, 32, 32)  # 2 frames x 6 tiles at the 32-px input
     card = render_card(facts)
     assert "--tile 64 --positive-fraction 0.4" in card and "`tile: 64`" in card
     assert result["images"] == split["val"]
