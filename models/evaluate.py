@@ -21,7 +21,7 @@ from tqdm import tqdm
 from models.data import DatasetIndex, Sample, assign_groups, grouped_split, index_dataset
 from models.data import read_gray_or_rgb as read_image
 from models.metrics import classification_metrics, confusion, segmentation_metrics_from_confusion
-from models.onnx_meta import ModelMeta, read_meta, read_props
+from models.onnx_meta import ModelMeta, read_meta, trained_tile
 from models.preprocess import preprocess
 from models.tiles import predict_tiled
 
@@ -90,7 +90,7 @@ def evaluate(
     else:
         n = len(meta.classes)
         cm = np.zeros((n, n), np.int64)
-        tile = int(read_props(model_path).get("lineinspect.tile", 0))
+        tile = trained_tile(model_path)
 
         def run(tiles: list[np.ndarray]) -> np.ndarray:
             x = preprocess(tiles, meta.channels, meta.input_size, meta.mean, meta.std)

@@ -99,3 +99,8 @@ def read_props(path: str | Path) -> dict[str, str]:
     """All ``metadata_props`` of an ONNX file (SPEC keys and extras like ``lineinspect.arch``)."""
     model = onnx.load(str(path), load_external_data=False)
     return {p.key: p.value for p in model.metadata_props}
+
+
+def trained_tile(path: str | Path) -> int:
+    """Frame-pixel tile a segmenter was trained on (``lineinspect.tile``); 0 = whole image."""
+    return int(read_props(path).get(PREFIX + "tile", 0))

@@ -27,7 +27,7 @@ from onnxruntime.quantization import CalibrationDataReader
 
 from inference.tiler import make_tiles
 from models.data import IMAGE_EXTS, index_dataset, read_gray_or_rgb
-from models.onnx_meta import PREFIX, read_meta, read_props
+from models.onnx_meta import PREFIX, read_meta, read_props, trained_tile
 from models.preprocess import preprocess
 
 METHODS = ("minmax", "entropy", "percentile")
@@ -64,7 +64,7 @@ class _Reader(CalibrationDataReader):
         self.meta = read_meta(model)
         self.input_name = onnx.load(str(model), load_external_data=False).graph.input[0].name
         self.images, self.batch = images, batch
-        self.tile = int(read_props(model).get("lineinspect.tile", 0))
+        self.tile = trained_tile(model)
         self._it: Iterator[dict[str, np.ndarray]] | None = None
 
     def _batches(self) -> Iterator[dict[str, np.ndarray]]:

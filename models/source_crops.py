@@ -42,7 +42,8 @@ def _frames_of(train: Sequence[Sample]) -> list[str]:
     for s in train:
         stem = s.path.stem.split("_")[0]
         stems[stem] = stems.get(stem, 0) + 1
-    return sorted(stem for stem, n in stems.items() if n == max(stems.values()))
+    per_frame = max(stems.values(), default=0)
+    return sorted(stem for stem, n in stems.items() if n == per_frame)
 
 
 def source_crops(
