@@ -131,6 +131,16 @@ class ModelMeta:
         )
 
 
+def _trained_tile(props: dict[str, str], source: str) -> int:
+    """The optional ``lineinspect.tile`` entry as a non-negative int (0 when absent)."""
+    raw = props.get(META_PREFIX + "tile", "0").strip() or "0"
+    if not raw.isdigit():
+        raise ModelMetadataError(
+            f"{source}: {META_PREFIX}tile={raw!r}: must be a non-negative integer"
+        )
+    return int(raw)
+
+
 def resolve_providers(requested: str | Sequence[str] | None = None) -> list[str]:
     """Execution providers in priority order.
 
@@ -197,6 +207,9 @@ class OnnxModel:
         )
         props = dict(self.session.get_modelmeta().custom_metadata_map)
         self.meta = ModelMeta.from_props(props, source=str(self.path))
+        #: frame pixels per tile the network was trained on (``lineinspect.tile``; 0 = whole
+        #: image or not recorded): a recipe must cut its frames the same way
+        self.trained_tile = _trained_tile(props, str(self.path))
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.output_name = self.session.get_outputs()[0].name

@@ -81,6 +81,18 @@ def _check_spec(spec: ModelSpec) -> None:
         raise ValueError(f"model {spec.name}: batch_size must be >= 1")
 
 
+def _check_tile(spec: ModelSpec, model: OnnxModel) -> None:
+    """A network trained on tiles of N frame px must be run on tiles of N frame px: other
+    tile sizes change the scale of every defect it sees (``lineinspect.tile``)."""
+    if model.trained_tile and spec.tile != model.trained_tile:
+        cut = f"tile {spec.tile}" if spec.tile else "whole frames (tile 0)"
+        raise ValueError(
+            f"model {spec.name}: the recipe cuts {cut} but {model.path.name} was trained on "
+            f"{model.trained_tile}-px frame tiles (lineinspect.tile); set tile: "
+            f"{model.trained_tile}"
+        )
+
+
 def _overlapping(rects: np.ndarray, flagged: np.ndarray) -> np.ndarray:
     """Indices of ``rects`` that overlap (positive area) any of ``flagged``."""
     if len(flagged) == 0 or len(rects) == 0:
@@ -115,14 +127,17 @@ class Inspector:
         def load(spec: ModelSpec) -> OnnxModel:
             _check_spec(spec)
             if spec.name in preloaded:
-                return preloaded[spec.name]
-            return OnnxModel(
-                spec.resolved_path(),
-                providers=settings.providers or None,
-                threads=settings.ort_threads,
-                name=spec.name,
-                spinning=settings.ort_spinning,
-            )
+                model = preloaded[spec.name]
+            else:
+                model = OnnxModel(
+                    spec.resolved_path(),
+                    providers=settings.providers or None,
+                    threads=settings.ort_threads,
+                    name=spec.name,
+                    spinning=settings.ort_spinning,
+                )
+            _check_tile(spec, model)
+            return model
 
         self.models: list[tuple[ModelSpec, OnnxModel]] = [(s, load(s)) for s in recipe.models]
         earlier: set[str] = set()

@@ -124,6 +124,8 @@ def test_providers() -> None:
         ({"version": "latest"}, "semantic version"),
         ({"classes": json.dumps(["ok", "defect", "extra"])}, "classes"),  # != output width
         ({"channels": "3", "mean": "[0,0,0]", "std": "[1,1,1]"}, "channels"),  # != input
+        ({"tile": "-256"}, "lineinspect.tile"),
+        ({"tile": "large"}, "lineinspect.tile"),
     ],
 )
 def test_bad_metadata_rejected(

@@ -241,3 +241,16 @@ def test_gate_must_name_an_earlier_model(model_dir: Path) -> None:
     models = [{"name": "cls", "tile": 64, "gate": "seg"}, {"name": "seg", "tile": 64}]
     with pytest.raises(ValueError, match="gate"):
         Inspector(recipe(model_dir, models), Settings())
+
+
+def test_recipe_tile_must_match_trained_tile(tmp_path: Path) -> None:
+    """A segmenter trained on 256-px tiles (``lineinspect.tile``) is refused at load when the
+    recipe cuts other tiles or whole frames, and runs when the recipe cuts 256-px tiles."""
+    seg = make_segmenter(tmp_path / "seg.onnx", meta_overrides={"tile": "256"})
+    for tile, stride in ((200, 200), (0, 0)):
+        r = recipe(tmp_path, [{"name": "seg", "path": str(seg), "tile": tile, "stride": stride}])
+        with pytest.raises(ValueError, match="trained on 256-px frame tiles"):
+            Inspector(r, Settings())
+    r = recipe(tmp_path, [{"name": "seg", "path": str(seg), "tile": 256, "min_area": 50}])
+    res = Inspector(r, Settings()).inspect(frame_with_square(500, 300, 60, 40), "l1", 1, NOW)
+    assert res.verdict == "NG" and res.defects[0].bbox == (500, 300, 60, 40)
