@@ -30,6 +30,28 @@ def _m(m: dict) -> str:
     )
 
 
+def _views_section(views: dict | None) -> list[str]:
+    """Flip-view (test-time averaging) comparison on the out-of-fold CV, if recorded."""
+    if not views:
+        return []
+    rows = [
+        f"| {'+'.join(c['views'])} | {c['cv_auc']} | {c['val_auc']} | "
+        f"{c['cv_at_0']['accuracy']:.4f} / {c['cv_at_0']['recall_defective']:.4f} | "
+        f"{c['val_at_0']['accuracy']:.4f} / {c['val_at_0']['recall_defective']:.4f} |"
+        for c in views["candidates"]
+    ]
+    return [
+        "## Flip views (decision averaged over mirrored copies of the frame)",
+        f"Rule: {views['rule']}. Chosen: `{'+'.join(views['chosen'])}`; the graph runs the "
+        "feature network once per view, so its cost per frame grows with the number of views.",
+        "",
+        "| views | CV ROC AUC | val ROC AUC | CV acc/recall at d>=0 | val acc/recall at d>=0 |",
+        "|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
+
+
 def render(run: Path) -> str:
     """Markdown card from the JSON files in ``run``."""
     f = json.loads((run / "card_facts.json").read_text())
@@ -98,9 +120,9 @@ def render(run: Path) -> str:
             f"{s['val_at_0']['accuracy']:.4f} / {s['val_at_0']['recall_defective']:.4f} | "
             f"{s['n_support']} |"
         )
+    lines += [f"\nReleased: `{sv['used']}`.", ""]
+    lines += _views_section(f.get("views"))
     lines += [
-        f"\nReleased: `{sv['used']}`.",
-        "",
         "## Threshold",
         f"- rule: {th['rule']}.",
         f"- chosen t = {th['decision_value_t']} (Platt slope a = {th['platt_slope_a']}); pooled "

@@ -16,7 +16,9 @@
 
 from __future__ import annotations
 
+import json
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +32,7 @@ from sklearn.pipeline import Pipeline
 
 from models.arch.alexnet_spp import FEATURE_DIM, AlexNetSPP, FeatureExtractor
 from models.onnx_meta import ModelMeta
+from models.svm.views import add_view_average
 
 OPSET = 17
 ML_OPSET = 3
@@ -101,8 +104,10 @@ def compose(
     meta: ModelMeta,
     a: float = 1.0,
     b: float = 0.0,
+    views: Sequence[str] = ("id",),
 ) -> onnx.ModelProto:
-    """Feature network + scaler/SVM + ``logits = [-z/2, z/2]``, ``z = a d + b``, with metadata."""
+    """Feature network + scaler/SVM + ``logits = [-z/2, z/2]``, ``z = a d + b``, with metadata;
+    ``d`` is averaged over the flip ``views`` of each frame (:mod:`models.svm.views`)."""
     feat = export_features(net, meta.channels, meta.input_size)
     svm, col, sign = convert_svm(pipe)
     ir = max(feat.ir_version, svm.ir_version)
@@ -112,6 +117,7 @@ def compose(
     merged = onnx.compose.merge_models(
         feat, svm, io_map=[("features", svm.graph.input[0].name)], outputs=[scores]
     )
+    scores = add_view_average(merged.graph, merged.graph.input[0].name, scores, views)
     # scores[:, j] = s_j * d with s_col = sign, s_other = -sign (checked in convert_svm); with
     # logits = scores * k + c: -z/2 = k0 s0 d - b/2 and z/2 = k1 s1 d + b/2 -> k0 = k1 = -a s0 / 2
     s0 = sign if col == 0 else -sign
@@ -138,6 +144,7 @@ def compose(
     merged.graph.name = "alexnet_svm"
     for key, value in meta.to_props().items():
         merged.metadata_props.add(key=key, value=value)
+    merged.metadata_props.add(key="lineinspect.views", value=json.dumps(list(views)))
     onnx.checker.check_model(merged)
     return merged
 

@@ -21,6 +21,9 @@ Steps (all single-threaded by default, ``--threads``):
    unconstrained 99 %-recall threshold and a sweep are reported too. A Platt fit on the same
    values gives the slope ``a``; the graph outputs ``logits = [-z/2, z/2]``, ``z = a (d - t)``,
    so argmax is the screen decision and softmax a calibrated-ish defect probability.
+   Flip views (:mod:`models.svm.views`): the decision averaged over mirrored copies of a
+   frame; the view set with the best out-of-fold ROC AUC is used for the threshold and baked
+   into the graph.
 5. One ONNX graph (:mod:`models.svm.compose`) with SPEC metadata, parity against PyTorch +
    scikit-learn on real validation images, ONNX validation metrics
    (:func:`models.svm.evaluate_screen.evaluate_screen`), FLOPs, latency -> ``card_facts.json``.
@@ -54,6 +57,7 @@ from models.svm import compose as composer
 from models.svm.evaluate_screen import evaluate_screen, screen_metrics, screen_scores
 from models.svm.features import NetConfig, extract, load_images, mean_std, train_net
 from models.svm.tune import cv_folds, grid_search, make_svm, ssa_search
+from models.svm.views import CANDIDATES, VIEW_AXES, average_views, flip_images
 
 VERSION = "1.0.0"
 CLASSES = ["ok", "defect"]
@@ -125,8 +129,10 @@ def pipeline(
     final, final_facts = trained_net(cfg, xtr, mtr, ytr, names, mean, std, nets, f"final_{size}")
     ftr, _ = extract(final, xtr, mean, std)
     fva, lva = extract(final, xva, mean, std)
+    fva_views = {v: extract(final, flip_images(xva, v), mean, std)[0] for v in VIEW_AXES}
     folds = cv_folds(ytr, gtr, cv_k, seed)
     fold_feats = []  # per fold: features of all training images by the net of that fold
+    fold_views = []  # the same per flip view
     fold_facts = []
     for k, (tr_idx, _) in enumerate(folds):
         net_k, facts_k = trained_net(
@@ -140,7 +146,9 @@ def pipeline(
             nets,
             f"fold{k}of{cv_k}_{size}",
         )
-        fold_feats.append(extract(net_k, xtr, mean, std)[0])
+        views_k = {v: extract(net_k, flip_images(xtr, v), mean, std)[0] for v in VIEW_AXES}
+        fold_feats.append(views_k["id"])
+        fold_views.append(views_k)
         fold_facts.append(facts_k)
     _log(f"{size}: nets ready ({time.time() - t0:.0f} s incl. loading from cache)")
     np.savez(
@@ -173,8 +181,17 @@ def pipeline(
         }
     chosen = ssa
     svm = make_svm(chosen.log2c, chosen.log2g).fit(ftr, ytr)
-    d_val = svm.decision_function(fva)
-    d_oof = nested.oof_decision(ytr, chosen.log2c, chosen.log2g)
+    d_val_views = {v: svm.decision_function(fva_views[v]) for v in VIEW_AXES}
+    d_oof_views = nested.oof_decision_views(
+        ytr,
+        chosen.log2c,
+        chosen.log2g,
+        {v: np.concatenate([f[v] for f in fold_views]) for v in VIEW_AXES},
+    )
+    views, view_table = choose_views(d_oof_views, ytr, d_val_views, yva)
+    _log(f"{size}: views {views} ({view_table})")
+    d_val = average_views(d_val_views, views)
+    d_oof = average_views(d_oof_views, views)
     head_val = screen_metrics(yva, lva.argmax(1))
     return {
         "cfg": cfg,
@@ -194,6 +211,8 @@ def pipeline(
         "searches": searches,
         "d_val": d_val,
         "d_oof": d_oof,
+        "views": views,
+        "view_table": view_table,
         "head_val": head_val,
         "xva": xva,
         "ftr": ftr,
@@ -216,11 +235,50 @@ class NestedFolds:
         self._test = [te for _, te in folds]
 
     def oof_decision(self, y: np.ndarray, log2c: float, log2g: float) -> np.ndarray:
+        """Out-of-fold SVM decision values of the training images (plain view)."""
+        return self.oof_decision_views(y, log2c, log2g, {"id": self.X})["id"]
+
+    def oof_decision_views(
+        self, y: np.ndarray, log2c: float, log2g: float, views: dict[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
+        """Out-of-fold decisions per view: fold k's SVM (fitted on plain features) scores
+        fold net k's features of its test images seen in each view (``views``: view -> rows
+        stacked like ``X``)."""
         yy = np.tile(y, len(self.folds))
-        d = np.zeros(self.n)
+        d = {v: np.zeros(self.n) for v in views}
         for (tr, te), te0 in zip(self.folds, self._test, strict=True):
-            d[te0] = make_svm(log2c, log2g).fit(self.X[tr], yy[tr]).decision_function(self.X[te])
+            svm = make_svm(log2c, log2g).fit(self.X[tr], yy[tr])
+            for v, xv in views.items():
+                d[v][te0] = svm.decision_function(xv[te])
         return d
+
+
+def choose_views(
+    d_oof: dict[str, np.ndarray],
+    y_oof: np.ndarray,
+    d_val: dict[str, np.ndarray],
+    y_val: np.ndarray,
+) -> tuple[tuple[str, ...], list[dict]]:
+    """The flip-view set with the highest out-of-fold ROC AUC (ties: fewer views); the
+    validation figures are reported next to it, never used to choose."""
+    from sklearn.metrics import roc_auc_score
+
+    table, best, best_auc = [], CANDIDATES[0], -1.0
+    for cand in CANDIDATES:
+        oof, val = average_views(d_oof, cand), average_views(d_val, cand)
+        auc = float(roc_auc_score(y_oof, oof))
+        table.append(
+            {
+                "views": list(cand),
+                "cv_auc": round(auc, 4),
+                "val_auc": round(float(roc_auc_score(y_val, val)), 4),
+                "cv_at_0": _metrics_at(oof, y_oof, 0.0),
+                "val_at_0": _metrics_at(val, y_val, 0.0),
+            }
+        )
+        if auc > best_auc + 1e-9:
+            best, best_auc = cand, auc
+    return best, table
 
 
 def _candidates(d: np.ndarray) -> np.ndarray:
@@ -338,7 +396,10 @@ def main(argv: list[str] | None = None) -> dict:
         dataset=r["index"].fingerprint(),
     )
     onnx_path = out / "alexnet_svm.onnx"
-    composer.save(composer.compose(r["final"], r["svm"], meta, a=a, b=-a * t), onnx_path)
+    composer.save(
+        composer.compose(r["final"], r["svm"], meta, a=a, b=-a * t, views=r["views"]),
+        onnx_path,
+    )
     _log(f"wrote {onnx_path} (t = {t:.4f}, a = {a:.4f})")
 
     # parity on real validation images: ONNX vs torch features -> sklearn pipeline
@@ -348,11 +409,8 @@ def main(argv: list[str] | None = None) -> dict:
     parity = {
         "max_abs_diff_logits": float(np.abs(onnx_logits - ref).max()),
         "decisions_agree": bool((onnx_logits.argmax(1) == (r["d_val"] >= t)).all()),
-        "sklearn_predict_agree_at_0": bool(
-            (
-                (onnx_logits[:, 1] - onnx_logits[:, 0] >= -a * t)
-                == (r["svm"].predict(r["fva"]) == 1)
-            ).all()
+        "sklearn_decision_agree_at_0": bool(
+            ((onnx_logits[:, 1] - onnx_logits[:, 0] >= -a * t) == (r["d_val"] >= 0)).all()
         ),
         "images": len(r["val"]),
     }
@@ -408,6 +466,12 @@ def main(argv: list[str] | None = None) -> dict:
             "chosen": list(cfg.input_size),
             "experiment": experiment,
             "rule": "higher CV (out-of-fold) and validation balanced accuracy; ties -> cheaper",
+        },
+        "views": {
+            "chosen": list(r["views"]),
+            "rule": "flip-view set with the highest out-of-fold ROC AUC (ties: fewer views); "
+            "the SVM decision is averaged over the views inside the ONNX graph",
+            "candidates": r["view_table"],
         },
         "svm_search": {
             "space": "log2 C in [-5, 15], log2 gamma in [-15, 3]",

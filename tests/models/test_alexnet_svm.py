@@ -7,6 +7,7 @@ scikit-learn. Parts that read KolektorSDD skip when ``../shared/datasets/ksdd`` 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ pytest.importorskip("skl2onnx")
 
 from models.arch import alexnet_spp  # noqa: E402
 from models.arch import build as build_arch  # noqa: E402
-from models.onnx_meta import REQUIRED, ModelMeta, read_meta  # noqa: E402
+from models.onnx_meta import REQUIRED, ModelMeta, read_meta, read_props  # noqa: E402
 from models.svm import compose as composer  # noqa: E402
 from models.svm.localize import (  # noqa: E402
     box_iou,
@@ -30,6 +31,7 @@ from models.svm.localize import (  # noqa: E402
     score_masks,
 )
 from models.svm.tune import cv_folds, make_objective, make_svm  # noqa: E402
+from models.svm.views import average_views, flip_images  # noqa: E402
 
 KSDD = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "ksdd"
 needs_ksdd = pytest.mark.skipif(
@@ -107,6 +109,33 @@ def test_composed_onnx_matches_torch_and_sklearn(tiny: tuple, tmp_path: Path) ->
     assert np.allclose(
         torch.softmax(torch.from_numpy(got0), 1)[:, 1], 1 / (1 + np.exp(-d)), atol=1e-4
     )
+
+
+def test_flip_views_average_the_decision(tiny: tuple, tmp_path: Path) -> None:
+    """With views baked in, the ONNX decision is the mean SVM decision over the flipped
+    copies of each image, for any batch size (the views are stacked on the batch axis)."""
+    net, pipe, meta, x, _ = tiny
+    views = ("id", "h", "v", "hv")
+    a, t = 1.3, -0.2
+    path = tmp_path / "screen_views.onnx"
+    composer.save(composer.compose(net, pipe, meta, a=a, b=-a * t, views=views), path)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = np.concatenate(
+        [sess.run(None, {"input": x[i : i + n].numpy()})[0] for i, n in ((0, 1), (1, 23))]
+    )
+    images = x[:, 0].numpy()
+    with torch.no_grad():
+        d = {
+            v: pipe.decision_function(
+                net.features(torch.from_numpy(flip_images(images, v)).unsqueeze(1)).numpy()
+            )
+            for v in views
+        }
+    z = a * (average_views(d, views) - t)
+    assert got.shape == (24, 2)
+    assert np.abs(got - np.stack([-z / 2, z / 2], 1)).max() < 1e-3
+    assert np.abs(z - a * (d["id"] - t)).max() > 1e-2  # the views do change the decision
+    assert read_props(path)["lineinspect.views"] == json.dumps(list(views))
 
 
 def test_metadata_complete(tiny: tuple, tmp_path: Path) -> None:
@@ -247,6 +276,38 @@ def test_threshold_rule() -> None:
     nf = NestedFolds(feats, folds)
     assert nf.X.shape == (12, 2)
     assert [te.tolist() for _, te in nf.folds] == [[2, 4, 5], [6, 7, 9]]
+
+
+def test_views_chosen_on_cv_not_validation() -> None:
+    """The view set with the best out-of-fold AUC wins, ties go to fewer views, and the
+    validation decisions are only reported."""
+    from models.svm.train_screen import NestedFolds, choose_views
+
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    noisy = np.array([-1.0, 0.4, -0.5, -0.8, 0.2, 1.0, -0.9, 0.8])  # AUC < 1
+    clean = np.array([-1.0, -0.9, -0.8, -0.7, 0.6, 0.7, 0.8, 0.9])
+    d_oof = {"id": noisy, "h": clean, "v": noisy, "hv": noisy}
+    d_val = {"id": clean, "h": -clean, "v": clean, "hv": -clean}  # validation prefers "id"
+    views, table = choose_views(d_oof, y, d_val, y)
+    assert views == ("id", "h")
+    assert [row["views"] for row in table] == [
+        ["id"],
+        ["id", "h"],
+        ["id", "v"],
+        ["id", "h", "v", "hv"],
+    ]
+    assert table[0]["val_auc"] == 1.0 and table[0]["cv_auc"] < 1.0
+    # equal CV AUC everywhere: the single plain view is kept
+    same = {v: clean for v in ("id", "h", "v", "hv")}
+    assert choose_views(same, y, same, y)[0] == ("id",)
+    # out-of-fold decisions per view: fold k's SVM, fitted on plain rows, scores each view
+    rng = np.random.default_rng(0)
+    feats = [rng.normal(size=(8, 3)) + y[:, None] * 2 for _ in range(2)]
+    folds = [(np.arange(0, 8, 2), np.arange(1, 8, 2)), (np.arange(1, 8, 2), np.arange(0, 8, 2))]
+    nf = NestedFolds(feats, folds)
+    per_view = nf.oof_decision_views(y, 0.0, -2.0, {"id": nf.X, "h": nf.X * 0.5})
+    assert np.allclose(per_view["id"], nf.oof_decision(y, 0.0, -2.0))
+    assert not np.allclose(per_view["h"], per_view["id"])
 
 
 @needs_ksdd
