@@ -59,7 +59,7 @@ from models.svm.features import NetConfig, extract, load_images, mean_std, train
 from models.svm.tune import cv_folds, grid_search, make_svm, ssa_search
 from models.svm.views import CANDIDATES, VIEW_AXES, average_views, flip_images
 
-VERSION = "1.0.0"
+VERSION = "1.1.0"
 CLASSES = ["ok", "defect"]
 
 
@@ -424,7 +424,7 @@ def main(argv: list[str] | None = None) -> dict:
     params_net -= sum(p.numel() for p in r["final"].aux.parameters())
     svc = r["svm"].steps[-1][1]
     n_sv = int(svc.n_support_.sum())
-    flops_net = count_flops(feat_net, torch.zeros(1, 1, h, w))
+    flops_net = count_flops(feat_net, torch.zeros(1, 1, h, w)) * len(r["views"])
     flops_svm = 2 * n_sv * (3 * 256) + 2 * 256
     latency = {f"batch_{b}": ort_latency(onnx_path, [b, 1, h, w]) for b in (1, 32)}
     val_at = {
@@ -458,7 +458,8 @@ def main(argv: list[str] | None = None) -> dict:
             "feature_net": int(flops_net),
             "svm": int(flops_svm),
             "gflops_total": round((flops_net + flops_svm) / 1e9, 3),
-            "counting": "2 x multiply-adds of Conv2d/Linear (models.export.count_flops) + SVM",
+            "counting": "2 x multiply-adds of Conv2d/Linear (models.export.count_flops), once "
+            f"per flip view ({len(r['views'])}), + SVM",
         },
         "latency_ort_cpu": latency,
         "machine": f"{platform.machine()} CPU, onnxruntime {ort.__version__}, 2 threads",
