@@ -52,17 +52,18 @@ def _views_section(views: dict | None) -> list[str]:
     ]
 
 
-def render(run: Path) -> str:
-    """Markdown card from the JSON files in ``run``."""
-    f = json.loads((run / "card_facts.json").read_text())
+def render(run: Path, facts: str = "card_facts.json", notes_file: str = "notes.json") -> str:
+    """Markdown card from the JSON files in ``run`` (``facts``: the train_screen output)."""
+    f = json.loads((run / facts).read_text())
     sizes = _load(run / "size_comparison.json")
     cascade = _load(run / "cascade.json")
-    notes = _load(run / "notes.json") or {}
+    notes = _load(run / notes_file) or {}
     meta, tr, th, sv = f["meta"], f["training"], f["threshold"], f["svm_search"]
     h, w = f["meta"]["lineinspect.input_size"].strip("[]").split(", ")
     onnx_val = f["validation_onnx"]
+    name = f.get("name", "alexnet_svm")
     lines = [
-        "# alexnet_svm — model card",
+        f"# {name} — model card",
         "",
         "**Paper**: Cai, *Defect recognition and localisation model based on improved "
         "Alexnet-SVM and Fast RCNN* (shared/papers/001_*): AlexNet with SPP-style kernel changes, "
@@ -135,14 +136,14 @@ def render(run: Path) -> str:
         f"; false alarms: {onnx_val['false_alarms'] or 'none'}.",
         "",
         _cm_table(onnx_val["confusion"], ["ok", "defect"]),
-        "![confusion](alexnet_svm.confusion.png)" if notes.get("confusion_png") else "",
+        f"![confusion]({name}.confusion.png)" if notes.get("confusion_png") else "",
         "- out-of-fold CV on the training split at t: "
         + _m(f["cv_out_of_fold"]["chosen_threshold"]),
         "- fine-tuning head argmax on validation (not released): "
         + _m(f["validation_head_argmax"]),
         "- paper anchor: 88.79 % accuracy (KolektorSDD, their 7:3 split).",
         "",
-        "Reproduce: `lineinspect evaluate --model models/zoo/alexnet_svm.onnx --data "
+        f"Reproduce: `lineinspect evaluate --model models/zoo/{name}.onnx --data "
         "/work/shared/datasets/ksdd --split val` (ONNX + metadata only).",
         "",
     ]
@@ -222,8 +223,10 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--run", type=Path, required=True)
     ap.add_argument("--out", type=Path, default=Path("models/zoo/alexnet_svm.md"))
+    ap.add_argument("--facts", default="card_facts.json", help="facts file in --run")
+    ap.add_argument("--notes", default="notes.json", help="notes file in --run")
     args = ap.parse_args(argv)
-    args.out.write_text(render(args.run))
+    args.out.write_text(render(args.run, args.facts, args.notes))
 
 
 if __name__ == "__main__":

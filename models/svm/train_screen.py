@@ -111,6 +111,7 @@ def pipeline(
     ssa_n: int,
     ssa_iters: int,
     grid_step: float,
+    force_views: tuple[str, ...] | None = None,
 ) -> dict:
     """Steps 1-3 (+ SVM/threshold) at one input size; returns everything needed later."""
     index = index_dataset(data)
@@ -189,6 +190,8 @@ def pipeline(
         {v: np.concatenate([f[v] for f in fold_views]) for v in VIEW_AXES},
     )
     views, view_table = choose_views(d_oof_views, ytr, d_val_views, yva)
+    if force_views:
+        views = force_views
     _log(f"{size}: views {views} ({view_table})")
     d_val = average_views(d_val_views, views)
     d_oof = average_views(d_oof_views, views)
@@ -357,6 +360,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--recall-target", type=float, default=0.99)
     ap.add_argument("--accuracy-floor", type=float, default=0.97)
     ap.add_argument("--threshold", type=float, default=None, help="override the decision t")
+    ap.add_argument(
+        "--views",
+        default="",
+        help="comma-separated flip views to bake in instead of the CV choice, e.g. 'id' for a "
+        "single-pass screen",
+    )
+    ap.add_argument("--name", default="alexnet_svm", help="file stem of the written ONNX")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     out = args.out
@@ -369,7 +379,12 @@ def main(argv: list[str] | None = None) -> dict:
     base = NetConfig(variant=args.variant, epochs=args.epochs, seed=args.seed)
     t_all = time.time()
     common = (args.cv_folds, args.seed, args.ssa_pop, args.ssa_iters, args.grid_step)
-    r = pipeline(args.data, out, replace(base, input_size=size_of(args.input_size)), *common)
+    forced = tuple(v.strip() for v in args.views.split(",") if v.strip()) or None
+    if forced and any(v not in VIEW_AXES for v in forced):
+        ap.error(f"--views: unknown view in {args.views!r}; known: {list(VIEW_AXES)}")
+    r = pipeline(
+        args.data, out, replace(base, input_size=size_of(args.input_size)), *common, forced
+    )
     experiment = {r["size"]: summary(r)}
     for s in filter(None, args.compare_sizes.split(",")):
         other = pipeline(args.data, out, replace(base, input_size=size_of(s)), *common)
@@ -395,7 +410,7 @@ def main(argv: list[str] | None = None) -> dict:
         version=VERSION,
         dataset=r["index"].fingerprint(),
     )
-    onnx_path = out / "alexnet_svm.onnx"
+    onnx_path = out / f"{args.name}.onnx"
     composer.save(
         composer.compose(r["final"], r["svm"], meta, a=a, b=-a * t, views=r["views"]),
         onnx_path,
@@ -437,7 +452,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     fold_wall = sum(f["wall_s"] for f in r["fold_facts"])
     facts = {
-        "name": "alexnet_svm",
+        "name": args.name,
         "version": VERSION,
         "arch": "alexnet_spp (features: GAP of pool5, 256-d) + StandardScaler + RBF SVC",
         "variant": cfg.variant,
@@ -544,8 +559,9 @@ def main(argv: list[str] | None = None) -> dict:
         "models.svm.localize (Faster R-CNN of the paper not implemented)",
         "dataset_license": "KolektorSDD, CC BY-NC-SA 4.0 (research use)",
     }
-    (out / "card_facts.json").write_text(json.dumps(facts, indent=2, default=str))
-    _log(f"wrote {out / 'card_facts.json'}")
+    facts_path = out / ("card_facts.json" if args.name == "alexnet_svm" else f"{args.name}.json")
+    facts_path.write_text(json.dumps(facts, indent=2, default=str))
+    _log(f"wrote {facts_path}")
     return facts
 
 

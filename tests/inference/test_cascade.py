@@ -8,6 +8,7 @@ recall cost must show exactly that, and the cascade must skip the segmenter on O
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -86,7 +87,16 @@ def test_measure_needs_a_screen(cascade_recipe: Recipe) -> None:
 def test_commutator_recipe_declares_the_cascade() -> None:
     r = load_recipe("commutator")
     assert r.screen is not None and r.screen.model.name == "alexnet_svm"
-    assert r.screen.model.path == "models/zoo/alexnet_svm.onnx"
+    # the single-pass file of the released screen: same metadata, one flip view instead of two
+    assert r.screen.model.path == "models/zoo/alexnet_svm_fast.onnx"
+    fast, full = (
+        read_props(REPO / r.screen.model.path),
+        read_props(REPO / "models/zoo/alexnet_svm.onnx"),
+    )
+    assert json.loads(fast["lineinspect.views"]) == ["id"]
+    assert len(json.loads(full["lineinspect.views"])) > 1
+    same = ("classes", "input_size", "mean", "std", "dataset", "version")
+    assert all(fast["lineinspect." + k] == full["lineinspect." + k] for k in same)
     assert r.screen.scope == "frame" and r.screen.model.tile == 0
     assert 0.0 < r.screen.threshold < 0.5  # lowered for >= 0.99 recall of defective frames
     assert [m.name for m in r.models] == ["sme_deeplabv3plus_ksdd"]

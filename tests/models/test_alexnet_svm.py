@@ -326,14 +326,17 @@ def test_lineinspect_evaluate_routes_the_screen(tiny: tuple, tmp_path: Path) -> 
     assert (tmp_path / "ev" / "confusion.png").exists()
 
 
-ZOO = Path(__file__).resolve().parents[2] / "models" / "zoo" / "alexnet_svm.onnx"
+ZOO_DIR = Path(__file__).resolve().parents[2] / "models" / "zoo"
 
 
-@pytest.mark.skipif(not ZOO.exists(), reason="models/zoo/alexnet_svm.onnx not released yet")
-def test_zoo_screen_metadata_and_real_size_frame() -> None:
-    """The released screen carries the SPEC metadata and runs on a 500 x 1247 gray frame."""
+@pytest.mark.parametrize("name", ["alexnet_svm", "alexnet_svm_fast"])
+def test_zoo_screen_metadata_and_real_size_frame(name: str) -> None:
+    """The released screens carry the SPEC metadata and run on a 500 x 1247 gray frame."""
     from models.preprocess import preprocess
 
+    ZOO = ZOO_DIR / f"{name}.onnx"  # noqa: N806
+    if not ZOO.exists():
+        pytest.skip(f"{ZOO} not released yet")
     meta = read_meta(ZOO)
     assert meta.task == "classify" and meta.classes == ["ok", "defect"]
     assert meta.channels == 1 and len(meta.input_size) == 2
