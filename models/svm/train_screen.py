@@ -130,7 +130,10 @@ def pipeline(
     final, final_facts = trained_net(cfg, xtr, mtr, ytr, names, mean, std, nets, f"final_{size}")
     ftr, _ = extract(final, xtr, mean, std)
     fva, lva = extract(final, xva, mean, std)
-    fva_views = {v: extract(final, flip_images(xva, v), mean, std)[0] for v in VIEW_AXES}
+    fva_views = {
+        v: fva if v == "id" else extract(final, flip_images(xva, v), mean, std)[0]
+        for v in VIEW_AXES
+    }
     folds = cv_folds(ytr, gtr, cv_k, seed)
     fold_feats = []  # per fold: features of all training images by the net of that fold
     fold_views = []  # the same per flip view
