@@ -135,8 +135,7 @@ def pipeline(
         for v in VIEW_AXES
     }
     folds = cv_folds(ytr, gtr, cv_k, seed)
-    fold_feats = []  # per fold: features of all training images by the net of that fold
-    fold_views = []  # the same per flip view
+    fold_views = []  # per fold: features of all training images by that fold's net, per view
     fold_facts = []
     for k, (tr_idx, _) in enumerate(folds):
         net_k, facts_k = trained_net(
@@ -150,10 +149,9 @@ def pipeline(
             nets,
             f"fold{k}of{cv_k}_{size}",
         )
-        views_k = {v: extract(net_k, flip_images(xtr, v), mean, std)[0] for v in VIEW_AXES}
-        fold_feats.append(views_k["id"])
-        fold_views.append(views_k)
+        fold_views.append({v: extract(net_k, flip_images(xtr, v), mean, std)[0] for v in VIEW_AXES})
         fold_facts.append(facts_k)
+    fold_feats = [f["id"] for f in fold_views]
     _log(f"{size}: nets ready ({time.time() - t0:.0f} s incl. loading from cache)")
     np.savez(
         out / f"features_{size}.npz",

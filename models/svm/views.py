@@ -62,21 +62,20 @@ def add_view_average(
             numpy_helper.from_array(np.array([len(views), -1, width], np.int64), "views_shape"),
         ]
     )
+    used_axes = sorted({a + 1 for v in views for a in VIEW_AXES[v]})  # [N, H, W] -> NCHW axis
+    graph.initializer.extend(
+        numpy_helper.from_array(np.array([a], np.int64), f"views_axis{a}") for a in used_axes
+    )
     front: list = []
     names: list[str] = []
     for view in views:
         current = input_name
         for nchw_axis in (a + 1 for a in VIEW_AXES[view]):  # [N, H, W] axis -> NCHW axis
             out = f"views_{view}_flip{nchw_axis}"
-            axis = f"views_axis{nchw_axis}"
-            if not any(i.name == axis for i in graph.initializer):
-                graph.initializer.append(
-                    numpy_helper.from_array(np.array([nchw_axis], np.int64), axis)
-                )
             front.append(
                 helper.make_node(
                     "Slice",
-                    [current, "views_start", "views_end", axis, "views_step"],
+                    [current, "views_start", "views_end", f"views_axis{nchw_axis}", "views_step"],
                     [out],
                     name=out,
                 )
