@@ -1,7 +1,7 @@
 """The ``lineinspect`` command line (typer).
 
 Service parts: ``acquire``, ``infer``, ``serve`` and ``run`` (all three in one process).
-Models: ``train``, ``export``, ``evaluate``. Benchmarks: ``bench models|pipeline``.
+Models: ``train``, ``export``, ``evaluate``. Benchmarks: ``bench models|pipeline|profile``.
 QA: ``export-reviews`` (reviewed inspections as a labelled data set).
 Heavy imports happen inside the commands so ``lineinspect --help`` stays fast and the
 service commands never import torch.
@@ -395,6 +395,39 @@ def bench_pipeline(
     json_out.parent.mkdir(parents=True, exist_ok=True)
     json_out.write_text(json.dumps(report, indent=2))
     print_report(report, console)
+    console.print(f"wrote {json_out}")
+
+
+@bench_app.command("profile")
+def bench_profile(
+    model: Path = typer.Option(..., help="ONNX model (zoo file)"),
+    json_out: Path = typer.Option(..., "--json", help="report JSON"),
+    batch: int = typer.Option(32, min=1, help="batch size"),
+    threads: int = typer.Option(2, min=1, help="threads for both engines"),
+    runs: int = typer.Option(10, min=1, help="profiled calls (after 3 warm-up calls)"),
+    engines: str = typer.Option("onnxruntime,pytorch", help="engines to profile"),
+    checkpoint_dir: Path = typer.Option(
+        None, help="<name>.pt or <name>/best.pt training checkpoints for PyTorch weights"
+    ),
+    top: int = typer.Option(12, min=1, help="operators listed per engine"),
+) -> None:
+    """Where one model's time goes: ms per operator and category, onnxruntime beside PyTorch."""
+    from deploy.profile_ops import print_profile, run_profile
+    from inference.engine import ModelMetadataError
+
+    chosen = tuple(e.strip() for e in engines.split(",") if e.strip())
+    if not chosen or any(e not in ("onnxruntime", "pytorch") for e in chosen):
+        _fail("--engines must be a subset of onnxruntime,pytorch")
+    if not model.is_file():
+        _fail(f"model not found: {model}")
+    with console.status(f"profiling {model.name} at batch {batch}"):
+        try:
+            report = run_profile(model, batch, threads, runs, chosen, checkpoint_dir)
+        except (ModelMetadataError, ValueError) as exc:
+            _fail(f"{model}: {exc}")
+    json_out.parent.mkdir(parents=True, exist_ok=True)
+    json_out.write_text(json.dumps(report, indent=2))
+    print_profile(report, console, top)
     console.print(f"wrote {json_out}")
 
 

@@ -166,6 +166,28 @@ def resolve_providers(requested: str | Sequence[str] | None = None) -> list[str]
     return chosen
 
 
+def session_options(threads: int = 0, spinning: bool = False) -> ort.SessionOptions:
+    """The onnxruntime session options the service runs every model with.
+
+    ``threads`` = intra-op threads (0 = onnxruntime default: one per physical core);
+    ``spinning``: let idle intra-op threads busy-wait for work.
+
+    Session settings (measured in docs/PERFORMANCE.md): all graph optimisations
+    (``ORT_ENABLE_ALL``: constant folding, node fusions and the NCHWc layout for
+    AVX2/AVX-512 convolutions), one inter-op thread (the graphs are sequential), and
+    spinning off by default: on a 2-core machine the spinning threads steal the CPU that
+    the acquisition thread, Redis and the other models need.
+    """
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    if threads > 0:
+        opts.intra_op_num_threads = threads
+    return opts
+
+
 class OnnxModel:
     """One ONNX artifact on onnxruntime: metadata, preprocessing and batched inference.
 
@@ -185,25 +207,16 @@ class OnnxModel:
         threads (0 = onnxruntime default: one per physical core); ``name`` labels metrics
         (default: file stem); ``spinning``: let idle intra-op threads busy-wait for work.
 
-        Session settings (measured in docs/PERFORMANCE.md): all graph optimisations
-        (``ORT_ENABLE_ALL``: constant folding, node fusions and the NCHWc layout for
-        AVX2/AVX-512 convolutions), one inter-op thread (the graphs are sequential), and
-        spinning off by default: on a 2-core machine the spinning threads steal the CPU that
-        the acquisition thread, Redis and the other models need.
+        Session settings: :func:`session_options`.
         """
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"ONNX model not found: {self.path}")
         self.name = name or self.path.stem
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.inter_op_num_threads = 1
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-        if threads > 0:
-            opts.intra_op_num_threads = threads
         self.session = ort.InferenceSession(
-            str(self.path), sess_options=opts, providers=resolve_providers(providers)
+            str(self.path),
+            sess_options=session_options(threads, spinning),
+            providers=resolve_providers(providers),
         )
         props = dict(self.session.get_modelmeta().custom_metadata_map)
         self.meta = ModelMeta.from_props(props, source=str(self.path))

@@ -1,0 +1,277 @@
+"""``lineinspect bench profile``: where one model's time goes, onnxruntime beside PyTorch eager.
+
+``bench models`` says *how fast* each engine is; this says *why*: both engines run the same
+input (seeded standard normal at the model's ``input_size``, one batch size, the same thread
+count) under their own profiler, and the time is summed per operator and per operator
+category, in milliseconds per batch.
+
+* onnxruntime: the service's session options (:func:`inference.engine.session_options`) with
+  ``enable_profiling``; an operator's time is the sum of its nodes' ``*_kernel_time`` events
+  (the optimised graph, so fused nodes such as ``FusedConv`` and the NCHWc layout reorders
+  ``ReorderInput``/``ReorderOutput`` appear as onnxruntime runs them).
+* PyTorch: the network rebuilt as in ``bench models`` (:mod:`deploy.bench_torch`), under
+  ``torch.inference_mode()`` and ``torch.profiler``; an operator's time is its ``self`` CPU time
+  (time inside nested ``aten::`` calls counts for the inner op only), so the rows add up.
+
+Both profilers time each operator on the calling thread, with the intra-op worker threads
+inside it, so the two columns are comparable; profiling itself adds a little overhead per
+operator, which is why ``wall_ms`` (the unprofiled call, measured separately) is reported too.
+Categories (:data:`CATEGORIES`) put the two engines' different operator names side by side.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: category -> (onnxruntime op types, PyTorch op-name fragments after ``aten::``)
+CATEGORIES: dict[str, tuple[frozenset[str], tuple[str, ...]]] = {
+    "convolution": (
+        frozenset({"Conv", "FusedConv", "ConvTranspose", "QLinearConv", "ConvInteger"}),
+        ("conv", "mkldnn_convolution", "slow_conv", "thnn_conv"),
+    ),
+    "matmul": (
+        frozenset({"Gemm", "MatMul", "FusedMatMul", "FusedGemm", "MatMulInteger", "QGemm"}),
+        ("addmm", "mm", "bmm", "matmul", "linear"),
+    ),
+    "normalisation": (
+        frozenset(
+            {"LayerNormalization", "SimplifiedLayerNormalization", "BatchNormalization",
+             "InstanceNormalization", "GroupNorm", "MeanVarianceNormalization"}
+        ),
+        ("layer_norm", "batch_norm", "group_norm", "instance_norm"),
+    ),
+    "reduction / pooling": (
+        frozenset(
+            {"ReduceMean", "ReduceSum", "ReduceMax", "ReduceL2", "ReduceSumSquare",
+             "GlobalAveragePool", "GlobalMaxPool", "MaxPool", "AveragePool", "ArgMax"}
+        ),
+        ("mean", "sum", "norm", "amax", "max_pool", "avg_pool", "adaptive", "var", "std"),
+    ),
+    "layout / copy": (
+        frozenset(
+            {"ReorderInput", "ReorderOutput", "Transpose", "Reshape", "Flatten", "Concat",
+             "Slice", "Split", "Pad", "Expand", "Squeeze", "Unsqueeze", "Identity", "Gather",
+             "Tile", "Cast", "Shape"}
+        ),
+        ("copy", "contiguous", "clone", "permute", "cat", "empty", "view", "reshape", "pad",
+         "to", "slice", "split", "chunk", "expand", "flatten", "transpose", "stack", "select",
+         "squeeze", "unsqueeze", "as_strided", "zeros", "fill", "resolve"),
+    ),
+    "resize": (frozenset({"Resize", "Upsample"}), ("upsample", "interpolate", "grid_sampler")),
+    "elementwise / activation": (
+        frozenset(
+            {"Add", "Sub", "Mul", "Div", "Pow", "Sqrt", "Relu", "Sigmoid", "PRelu", "Clip",
+             "Erf", "Gelu", "BiasGelu", "FastGelu", "Tanh", "Exp", "Log", "Neg", "Abs",
+             "LeakyRelu", "HardSigmoid", "Softmax", "Where", "Max", "Min", "Reciprocal",
+             "QuickGelu", "QuantizeLinear", "DequantizeLinear"}
+        ),
+        ("add", "sub", "mul", "div", "pow", "sqrt", "rsqrt", "relu", "sigmoid", "prelu",
+         "clamp", "hardtanh", "gelu", "erf", "tanh", "exp", "log", "neg", "abs", "softmax",
+         "where", "maximum", "minimum", "reciprocal", "silu", "leaky_relu", "threshold"),
+    ),
+}
+OTHER = "other"
+
+
+def ort_category(op_type: str) -> str:
+    """Category of an onnxruntime operator type (``Conv``, ``ReorderOutput``, ...)."""
+    return next((c for c, (ops, _) in CATEGORIES.items() if op_type in ops), OTHER)
+
+
+def torch_category(name: str) -> str:
+    """Category of a PyTorch profiler key (``aten::mkldnn_convolution``, ...): the first
+    category with a fragment that starts the op name, is one of its ``_``-separated words, or
+    (fragments with a ``_``) occurs in it."""
+    op = name.split("::")[-1].strip("_")
+    words = set(op.split("_"))
+    for category, (_, fragments) in CATEGORIES.items():
+        if any(op.startswith(f) or f in words or ("_" in f and f in op) for f in fragments):
+            return category
+    return OTHER
+
+
+@dataclass
+class OpTime:
+    """Time of one operator type per batch."""
+
+    op: str
+    category: str
+    ms: float
+    calls: float
+
+
+def _wall_ms(fn: Callable[[], object], runs: int) -> float:
+    """Median wall time of ``runs`` unprofiled calls, in ms."""
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1000.0)
+    return float(np.median(times))
+
+
+def profile_onnxruntime(
+    path: Path, x: np.ndarray, threads: int, runs: int, warmup: int = 3
+) -> tuple[list[OpTime], float]:
+    """Per-op-type kernel time (ms per batch) of the service's session, and its unprofiled
+    wall ms per batch (median of ``runs``)."""
+    import onnxruntime as ort
+
+    from inference.engine import session_options
+
+    plain = ort.InferenceSession(str(path), session_options(threads), ["CPUExecutionProvider"])
+    name = plain.get_inputs()[0].name
+    for _ in range(warmup):
+        plain.run(None, {name: x})
+    wall = _wall_ms(lambda: plain.run(None, {name: x}), runs)
+    with tempfile.TemporaryDirectory() as tmp:
+        opts = session_options(threads)
+        opts.enable_profiling = True
+        opts.profile_file_prefix = str(Path(tmp) / "ort")
+        sess = ort.InferenceSession(str(path), opts, ["CPUExecutionProvider"])
+        for _ in range(warmup + runs):
+            sess.run(None, {name: x})
+        events = json.loads(Path(sess.end_profiling()).read_text())
+    kernels = [
+        e for e in events
+        if e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time")
+    ]
+    # every run executes the same nodes in the same order: keep the last `runs` runs
+    per_run = len(kernels) // (warmup + runs)
+    per_op: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for e in kernels[len(kernels) - per_run * runs:]:
+        op = e.get("args", {}).get("op_name", "?")
+        per_op[op][0] += e["dur"] / 1000.0
+        per_op[op][1] += 1
+    ops = [OpTime(op, ort_category(op), ms / runs, n / runs) for op, (ms, n) in per_op.items()]
+    return sorted(ops, key=lambda o: -o.ms), wall
+
+
+def profile_pytorch(
+    path: Path, x: np.ndarray, threads: int, runs: int, checkpoint_dir: Path | None = None,
+    warmup: int = 3,
+) -> tuple[list[OpTime], float]:
+    """Per-op self CPU time (ms per batch) of the PyTorch eager net behind ``path``, and its
+    unprofiled wall ms per batch (median of ``runs``)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from deploy.bench_torch import build_torch_model
+
+    net, _ = build_torch_model(path, checkpoint_dir)
+    torch.set_num_threads(int(threads))
+    xt = torch.from_numpy(x)
+
+    def call() -> object:
+        with torch.inference_mode():
+            return net(xt)
+
+    for _ in range(warmup):
+        call()
+    wall = _wall_ms(call, runs)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(runs):
+            call()
+    ops = [
+        OpTime(ev.key, torch_category(ev.key), ev.self_cpu_time_total / 1000.0 / runs,
+               ev.count / runs)
+        for ev in prof.key_averages()
+        if ev.self_cpu_time_total > 0
+    ]
+    return sorted(ops, key=lambda o: -o.ms), wall
+
+
+def by_category(ops: list[OpTime]) -> dict[str, float]:
+    """ms per batch summed per category, in :data:`CATEGORIES` order (``other`` last)."""
+    sums = dict.fromkeys([*CATEGORIES, OTHER], 0.0)
+    for o in ops:
+        sums[o.category] += o.ms
+    return sums
+
+
+def run_profile(
+    path: Path,
+    batch: int = 32,
+    threads: int = 2,
+    runs: int = 10,
+    engines: tuple[str, ...] = ("onnxruntime", "pytorch"),
+    checkpoint_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Profile ``path`` on each engine; the report holds per-op and per-category ms/batch."""
+    from deploy.bench_models import EngineUnavailable, machine_info
+    from inference.engine import ModelMeta
+    from models.onnx_meta import read_props
+
+    meta = ModelMeta.from_props(read_props(path), source=str(path))
+    shape = (int(batch), meta.channels, *meta.input_size)
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    report: dict[str, Any] = {
+        "machine": machine_info(),
+        "settings": {"model": str(path), "batch": batch, "threads": threads, "runs": runs,
+                     "input": "float32 NCHW, standard normal, seed 0"},
+        "engines": {},
+        "skipped": [],
+    }
+    for engine in engines:
+        try:
+            if engine == "onnxruntime":
+                ops, wall = profile_onnxruntime(path, x, threads, runs)
+            elif engine == "pytorch":
+                if ".int8" in path.name:
+                    raise EngineUnavailable("INT8 artifact: no PyTorch eager equivalent")
+                ops, wall = profile_pytorch(path, x, threads, runs, checkpoint_dir)
+            else:
+                raise EngineUnavailable(f"unknown engine {engine!r}")
+        except (EngineUnavailable, ImportError) as exc:
+            report["skipped"].append({"engine": engine, "reason": str(exc)})
+            continue
+        report["engines"][engine] = {
+            "wall_ms": round(wall, 3),
+            "profiled_ms": round(sum(o.ms for o in ops), 3),
+            "categories": {k: round(v, 3) for k, v in by_category(ops).items()},
+            "ops": [asdict(o) | {"ms": round(o.ms, 4)} for o in ops],
+        }
+    return report
+
+
+def print_profile(report: dict[str, Any], console: Any, top: int = 12) -> None:
+    """Category table (engines side by side, ms per batch and share) and each engine's top ops."""
+    from rich.table import Table
+
+    engines = report["engines"]
+    s = report["settings"]
+    table = Table(title=f"{Path(s['model']).name}: ms per batch of {s['batch']}, "
+                        f"{s['threads']} threads, {s['runs']} runs")
+    table.add_column("category")
+    for name in engines:
+        table.add_column(f"{name} ms", justify="right")
+        table.add_column("share", justify="right")
+    for category in [*CATEGORIES, OTHER]:
+        cells = []
+        for e in engines.values():
+            ms, total = e["categories"][category], e["profiled_ms"] or 1.0
+            cells += [f"{ms:.2f}", f"{100 * ms / total:.1f} %"]
+        table.add_row(category, *cells)
+    table.add_row("sum of ops", *[c for e in engines.values()
+                                  for c in (f"{e['profiled_ms']:.2f}", "")])
+    table.add_row("wall (unprofiled)", *[c for e in engines.values()
+                                         for c in (f"{e['wall_ms']:.2f}", "")])
+    console.print(table)
+    for name, e in engines.items():
+        ops = Table(title=f"{name}: top {top} operators")
+        for col in ("op", "category", "ms", "calls"):
+            ops.add_column(col, justify="left" if col in ("op", "category") else "right")
+        for o in e["ops"][:top]:
+            ops.add_row(o["op"], o["category"], f"{o['ms']:.2f}", f"{o['calls']:g}")
+        console.print(ops)
+    for sk in report["skipped"]:
+        console.print(f"[yellow]skipped {sk['engine']}: {sk['reason']}[/yellow]")

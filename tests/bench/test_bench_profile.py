@@ -1,0 +1,79 @@
+"""``lineinspect bench profile``: per-operator time of onnxruntime beside PyTorch eager."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from deploy.cli import app
+from deploy.profile_ops import CATEGORIES, OTHER, ort_category, profile_onnxruntime, torch_category
+
+
+def _profile(model: Path, out: Path, *extra: str) -> dict:
+    args = ["bench", "profile", "--model", str(model), "--json", str(out), "--batch", "2",
+            "--threads", "1", "--runs", "3", *extra]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "convolution" in res.output and "wall (unprofiled)" in res.output
+    return json.loads(out.read_text())
+
+
+def test_profile_has_both_engines_and_categories_add_up(tiny_zoo: Path, tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    report = _profile(tiny_zoo / "mm.onnx", tmp_path / "prof.json")
+    assert set(report["engines"]) == {"onnxruntime", "pytorch"} and not report["skipped"]
+    for engine in report["engines"].values():
+        cats = engine["categories"]
+        assert list(cats) == [*CATEGORIES, OTHER]
+        assert sum(cats.values()) == pytest.approx(engine["profiled_ms"], rel=1e-3, abs=1e-2)
+        assert sum(o["ms"] for o in engine["ops"]) == pytest.approx(engine["profiled_ms"], 1e-3)
+        assert cats["convolution"] > 0 and engine["wall_ms"] > 0
+        # a conv net spends most of its time in convolutions on either engine
+        assert max(cats, key=cats.get) == "convolution"
+    ort_ops = {o["op"] for o in report["engines"]["onnxruntime"]["ops"]}
+    assert ort_ops & {"Conv", "FusedConv"}
+    assert any("conv" in o["op"] for o in report["engines"]["pytorch"]["ops"])
+
+
+def test_ort_profile_counts_each_node_once_per_run(tiny_zoo: Path) -> None:
+    """Warm-up runs are left out and the totals are per batch: the node calls per run do not
+    depend on how many runs were profiled."""
+    x = np.random.default_rng(0).standard_normal((2, 1, 64, 64)).astype(np.float32)
+    calls = []
+    for runs in (2, 5):
+        ops, wall = profile_onnxruntime(tiny_zoo / "mm.onnx", x, threads=1, runs=runs)
+        calls.append({o.op: o.calls for o in ops})
+        assert wall > 0
+    assert calls[0] == calls[1]
+    assert all(float(n).is_integer() and n >= 1 for n in calls[0].values())
+
+
+def test_models_without_a_torch_net_skip_pytorch(tiny_zoo: Path, tmp_path: Path) -> None:
+    report = _profile(tiny_zoo / "brightness.onnx", tmp_path / "b.json")
+    assert set(report["engines"]) == {"onnxruntime"}
+    assert report["skipped"][0]["engine"] == "pytorch" and report["skipped"][0]["reason"]
+
+
+def test_categories_map_both_engines_names() -> None:
+    assert ort_category("ReorderOutput") == torch_category("aten::copy_") == "layout / copy"
+    assert ort_category("FusedConv") == torch_category("aten::mkldnn_convolution")
+    assert ort_category("LayerNormalization") == torch_category("aten::native_layer_norm")
+    assert ort_category("ReduceMean") == torch_category("aten::mean") == "reduction / pooling"
+    assert ort_category("PRelu") == torch_category("aten::_prelu_kernel")
+    assert ort_category("Gemm") == torch_category("aten::addmm") == "matmul"
+    assert ort_category("SomethingNew") == torch_category("aten::something_new") == OTHER
+
+
+def test_profile_rejects_bad_options(tiny_zoo: Path, tmp_path: Path) -> None:
+    out = tmp_path / "x.json"
+    for extra, message in (
+        (["--model", str(tmp_path / "missing.onnx")], "model not found"),
+        (["--model", str(tiny_zoo / "mm.onnx"), "--engines", "openvino"], "--engines"),
+    ):
+        res = CliRunner().invoke(app, ["bench", "profile", "--json", str(out), *extra])
+        assert res.exit_code != 0 and message in res.output, res.output
+    assert not out.exists()
