@@ -119,6 +119,33 @@ def _wall_ms(fn: Callable[[], object], runs: int) -> float:
     return float(np.median(times))
 
 
+def conv_gflop(path: Path, shape: tuple[int, ...]) -> float:
+    """GFLOP of the model's convolutions for one input of ``shape`` (NCHW): 2 x output
+    elements x multiply-adds per output (input channels per group x kernel elements), from
+    the ONNX graph with shapes inferred for that input (the model's own arithmetic, not the
+    channel padding of onnxruntime's NCHWc kernels); the same figure for every engine."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    for dim, value in zip(model.graph.input[0].type.tensor_type.shape.dim, shape, strict=True):
+        dim.Clear()
+        dim.dim_value = int(value)
+    g = onnx.shape_inference.infer_shapes(model, data_prop=True).graph
+    shapes = {
+        v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+        for v in [*g.value_info, *g.output, *g.input]
+    }
+    shapes.update({i.name: list(numpy_helper.to_array(i).shape) for i in g.initializer})
+    flops = 0.0
+    for node in g.node:
+        if node.op_type != "Conv" or node.output[0] not in shapes or node.input[1] not in shapes:
+            continue
+        out, weight = shapes[node.output[0]], shapes[node.input[1]]
+        flops += 2.0 * float(np.prod(out)) * float(np.prod(weight[1:]))
+    return flops / 1e9
+
+
 def profile_onnxruntime(
     path: Path, x: np.ndarray, threads: int, runs: int, warmup: int = 3
 ) -> tuple[list[OpTime], float]:
@@ -240,6 +267,13 @@ def run_profile(
             "categories": {k: round(v, 3) for k, v in by_category(ops).items()},
             "ops": [asdict(o) | {"ms": round(o.ms, 4)} for o in ops],
         }
+    # the same convolutions on either engine: their FLOP rate says how close each engine's
+    # convolution kernels come to the machine
+    gflop = conv_gflop(path, shape)
+    report["conv_gflop_per_batch"] = round(gflop, 4)
+    for e in report["engines"].values():
+        ms = e["categories"]["convolution"]
+        e["conv_gflop_per_s"] = round(gflop / (ms / 1000.0), 2) if ms else None
     return report
 
 
@@ -265,6 +299,9 @@ def print_profile(report: dict[str, Any], console: Any, top: int = 12) -> None:
                                   for c in (f"{e['profiled_ms']:.2f}", "")])
     table.add_row("wall (unprofiled)", *[c for e in engines.values()
                                          for c in (f"{e['wall_ms']:.2f}", "")])
+    table.add_row(f"conv GFLOP/s ({report['conv_gflop_per_batch']:.3f} GFLOP)",
+                  *[c for e in engines.values()
+                    for c in (f"{e.get('conv_gflop_per_s') or 0:.1f}", "")])
     console.print(table)
     for name, e in engines.items():
         ops = Table(title=f"{name}: top {top} operators")

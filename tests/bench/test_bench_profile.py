@@ -10,7 +10,14 @@ import pytest
 from typer.testing import CliRunner
 
 from deploy.cli import app
-from deploy.profile_ops import CATEGORIES, OTHER, ort_category, profile_onnxruntime, torch_category
+from deploy.profile_ops import (
+    CATEGORIES,
+    OTHER,
+    conv_gflop,
+    ort_category,
+    profile_onnxruntime,
+    torch_category,
+)
 
 
 def _profile(model: Path, out: Path, *extra: str) -> dict:
@@ -31,7 +38,7 @@ def test_profile_has_both_engines_and_categories_add_up(tiny_zoo: Path, tmp_path
         assert list(cats) == [*CATEGORIES, OTHER]
         assert sum(cats.values()) == pytest.approx(engine["profiled_ms"], rel=1e-3, abs=1e-2)
         assert sum(o["ms"] for o in engine["ops"]) == pytest.approx(engine["profiled_ms"], 1e-3)
-        assert cats["convolution"] > 0 and engine["wall_ms"] > 0
+        assert cats["convolution"] > 0 and engine["wall_ms"] > 0 and engine["conv_gflop_per_s"] > 0
         # a conv net spends most of its time in convolutions on either engine
         assert max(cats, key=cats.get) == "convolution"
     ort_ops = {o["op"] for o in report["engines"]["onnxruntime"]["ops"]}
@@ -77,3 +84,31 @@ def test_profile_rejects_bad_options(tiny_zoo: Path, tmp_path: Path) -> None:
         res = CliRunner().invoke(app, ["bench", "profile", "--json", str(out), *extra])
         assert res.exit_code != 0 and message in res.output, res.output
     assert not out.exists()
+
+
+def _conv_model(path: Path, groups: int) -> Path:
+    """One 3x3 Conv (16 -> 8 channels, ``groups``), input [N, 16, 20, 20], 'same' padding."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.random.default_rng(0).standard_normal((8, 16 // groups, 3, 3)).astype(np.float32)
+    node = helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1], group=groups)
+    graph = helper.make_graph(
+        [node], "conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 16, 20, 20])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8, 20, 20])],
+        [numpy_helper.from_array(w, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, path)
+    return path
+
+
+@pytest.mark.parametrize("groups", [1, 4])
+def test_conv_flops_follow_the_conv_shapes(tmp_path: Path, groups: int) -> None:
+    path = _conv_model(tmp_path / "c.onnx", groups)
+    # 2 x output elements (3 x 8 x 20 x 20) x multiply-adds per output (16 / groups x 3 x 3)
+    expected = 2 * 3 * 8 * 20 * 20 * (16 // groups) * 9
+    assert conv_gflop(path, (3, 16, 20, 20)) * 1e9 == pytest.approx(expected)
+    ops, _ = profile_onnxruntime(path, np.ones((3, 16, 20, 20), np.float32), 1, 2)
+    assert {o.op for o in ops if o.category == "convolution"} == {"Conv"}
