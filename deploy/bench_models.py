@@ -132,8 +132,12 @@ def ort_runner(path: Path, threads: int) -> tuple[Runner, str]:
     return model.run, f"OnnxModel, providers {model.providers}, spinning {spinning}"
 
 
-def openvino_runner(path: Path, threads: int, shape: Sequence[int]) -> tuple[Runner, str]:
-    """OpenVINO runtime on the same ONNX file, reshaped to ``shape`` and compiled for CPU."""
+def openvino_request(
+    path: Path, threads: int, shape: Sequence[int], perf_count: bool = False
+) -> Any:
+    """An OpenVINO CPU infer request for the ONNX ``path`` reshaped to ``shape``: ``threads``
+    inference threads, f32 precision, latency hint; ``perf_count`` turns on per-node timing
+    (``get_profiling_info``)."""
     try:
         import openvino as ov
     except ImportError as exc:
@@ -151,12 +155,19 @@ def openvino_runner(path: Path, threads: int, shape: Sequence[int]) -> tuple[Run
         "INFERENCE_NUM_THREADS": int(threads),
         "INFERENCE_PRECISION_HINT": "f32",
         "PERFORMANCE_HINT": "LATENCY",
+        "PERF_COUNT": bool(perf_count),
     }
-    compiled = core.compile_model(model, "CPU", config)
-    request = compiled.create_infer_request()
+    return core.compile_model(model, "CPU", config).create_infer_request()
+
+
+def openvino_runner(path: Path, threads: int, shape: Sequence[int]) -> tuple[Runner, str]:
+    """OpenVINO runtime on the same ONNX file, reshaped to ``shape`` and compiled for CPU."""
+    request = openvino_request(path, threads, shape)
 
     def run(x: np.ndarray) -> object:
         return request.infer({0: x}, share_inputs=True, share_outputs=True)
+
+    import openvino as ov
 
     return run, f"openvino {ov.__version__}, CPU, f32, latency hint"
 

@@ -405,19 +405,19 @@ def bench_profile(
     batch: int = typer.Option(32, min=1, help="batch size"),
     threads: int = typer.Option(2, min=1, help="threads for both engines"),
     runs: int = typer.Option(10, min=1, help="profiled calls (after 3 warm-up calls)"),
-    engines: str = typer.Option("onnxruntime,pytorch", help="engines to profile"),
+    engines: str = typer.Option("onnxruntime,pytorch,openvino", help="engines to profile"),
     checkpoint_dir: Path = typer.Option(
         None, help="<name>.pt or <name>/best.pt training checkpoints for PyTorch weights"
     ),
     top: int = typer.Option(12, min=1, help="operators listed per engine"),
 ) -> None:
-    """Where one model's time goes: ms per operator and category, onnxruntime beside PyTorch."""
-    from deploy.profile_ops import print_profile, run_profile
+    """Where one model's time goes: ms per operator and category on each engine, side by side."""
+    from deploy.profile_ops import ENGINES, print_profile, run_profile
     from inference.engine import ModelMetadataError
 
     chosen = tuple(e.strip() for e in engines.split(",") if e.strip())
-    if not chosen or any(e not in ("onnxruntime", "pytorch") for e in chosen):
-        _fail("--engines must be a subset of onnxruntime,pytorch")
+    if not chosen or any(e not in ENGINES for e in chosen):
+        _fail(f"--engines must be a subset of {','.join(ENGINES)}")
     if not model.is_file():
         _fail(f"model not found: {model}")
     with console.status(f"profiling {model.name} at batch {batch}"):

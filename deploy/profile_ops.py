@@ -1,8 +1,9 @@
-"""``lineinspect bench profile``: where one model's time goes, onnxruntime beside PyTorch eager.
+"""``lineinspect bench profile``: where one model's time goes on onnxruntime, PyTorch eager and
+OpenVINO, operator by operator.
 
-``bench models`` says *how fast* each engine is; this says *why*: both engines run the same
+``bench models`` says *how fast* each engine is; this says *why*: the engines run the same
 input (seeded standard normal at the model's ``input_size``, one batch size, the same thread
-count) under their own profiler, and the time is summed per operator and per operator
+count) under their own profilers, and the time is summed per operator and per operator
 category, in milliseconds per batch.
 
 * onnxruntime: the service's session options (:func:`inference.engine.session_options`) with
@@ -12,11 +13,15 @@ category, in milliseconds per batch.
 * PyTorch: the network rebuilt as in ``bench models`` (:mod:`deploy.bench_torch`), under
   ``torch.inference_mode()`` and ``torch.profiler``; an operator's time is its ``self`` CPU time
   (time inside nested ``aten::`` calls counts for the inner op only), so the rows add up.
+* OpenVINO: compiled as in ``bench models`` plus ``PERF_COUNT``; a node's ``real_time`` from
+  ``get_profiling_info`` (nodes fused into others report ``NOT_RUN`` and no time).
 
-Both profilers time each operator on the calling thread, with the intra-op worker threads
-inside it, so the two columns are comparable; profiling itself adds a little overhead per
-operator, which is why ``wall_ms`` (the unprofiled call, measured separately) is reported too.
-Categories (:data:`CATEGORIES`) put the two engines' different operator names side by side.
+Every profiler times each operator on the calling thread, with the intra-op worker threads
+inside it, so the columns are comparable; profiling adds a little overhead per operator,
+which is why ``wall_ms`` (the unprofiled call, measured separately) is reported too.
+Categories (:data:`CATEGORIES`) put the engines' different operator names side by side, and
+the convolutions' GFLOP/s (:func:`conv_gflop` over each engine's convolution time) shows how
+close each engine's convolution kernels come to the machine.
 """
 
 from __future__ import annotations
@@ -28,35 +33,50 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-#: category -> (onnxruntime op types, PyTorch op-name fragments after ``aten::``)
-CATEGORIES: dict[str, tuple[frozenset[str], tuple[str, ...]]] = {
-    "convolution": (
+
+class CategoryNames(NamedTuple):
+    """How each engine names the operators of one category."""
+
+    onnxruntime: frozenset[str]
+    #: fragments of the op name after ``aten::`` (see :func:`torch_category`)
+    pytorch: tuple[str, ...]
+    #: OpenVINO CPU plugin node types (``get_profiling_info``)
+    openvino: frozenset[str]
+
+
+CATEGORIES: dict[str, CategoryNames] = {
+    "convolution": CategoryNames(
         frozenset({"Conv", "FusedConv", "ConvTranspose", "QLinearConv", "ConvInteger"}),
         ("conv", "mkldnn_convolution", "slow_conv", "thnn_conv"),
+        frozenset({"Convolution", "GroupConvolution", "Deconvolution"}),
     ),
-    "matmul": (
+    "matmul": CategoryNames(
         frozenset({"Gemm", "MatMul", "FusedMatMul", "FusedGemm", "MatMulInteger", "QGemm"}),
         ("addmm", "mm", "bmm", "matmul", "linear"),
+        frozenset({"FullyConnected", "MatMul", "Gemm"}),
     ),
-    "normalisation": (
+    "normalise": CategoryNames(
         frozenset(
             {"LayerNormalization", "SimplifiedLayerNormalization", "BatchNormalization",
              "InstanceNormalization", "GroupNorm", "MeanVarianceNormalization"}
         ),
         ("layer_norm", "batch_norm", "group_norm", "instance_norm"),
+        frozenset({"MVN", "BatchNormInference", "NormalizeL2", "GroupNormalization"}),
     ),
-    "reduction / pooling": (
+    "reduction / pool": CategoryNames(
         frozenset(
             {"ReduceMean", "ReduceSum", "ReduceMax", "ReduceL2", "ReduceSumSquare",
              "GlobalAveragePool", "GlobalMaxPool", "MaxPool", "AveragePool", "ArgMax"}
         ),
         ("mean", "sum", "norm", "amax", "max_pool", "avg_pool", "adaptive", "var", "std"),
+        frozenset({"ReduceMean", "ReduceSum", "ReduceMax", "ReduceL2", "Pooling", "MaxPool",
+                   "AvgPool", "AdaptivePooling"}),
     ),
-    "layout / copy": (
+    "layout / copy": CategoryNames(
         frozenset(
             {"ReorderInput", "ReorderOutput", "Transpose", "Reshape", "Flatten", "Concat",
              "Slice", "Split", "Pad", "Expand", "Squeeze", "Unsqueeze", "Identity", "Gather",
@@ -65,9 +85,16 @@ CATEGORIES: dict[str, tuple[frozenset[str], tuple[str, ...]]] = {
         ("copy", "contiguous", "clone", "permute", "cat", "empty", "view", "reshape", "pad",
          "to", "slice", "split", "chunk", "expand", "flatten", "transpose", "stack", "select",
          "squeeze", "unsqueeze", "as_strided", "zeros", "fill", "resolve"),
+        frozenset({"Reorder", "Transpose", "Reshape", "Concat", "Split", "Gather",
+                   "StridedSlice", "Pad", "Broadcast", "Convert", "Squeeze", "Unsqueeze",
+                   "ShapeOf", "Parameter", "Result", "Input", "Output"}),
     ),
-    "resize": (frozenset({"Resize", "Upsample"}), ("upsample", "interpolate", "grid_sampler")),
-    "elementwise / activation": (
+    "resize": CategoryNames(
+        frozenset({"Resize", "Upsample"}),
+        ("upsample", "interpolate", "grid_sampler"),
+        frozenset({"Interpolate"}),
+    ),
+    "elementwise": CategoryNames(
         frozenset(
             {"Add", "Sub", "Mul", "Div", "Pow", "Sqrt", "Relu", "Sigmoid", "PRelu", "Clip",
              "Erf", "Gelu", "BiasGelu", "FastGelu", "Tanh", "Exp", "Log", "Neg", "Abs",
@@ -77,14 +104,25 @@ CATEGORIES: dict[str, tuple[frozenset[str], tuple[str, ...]]] = {
         ("add", "sub", "mul", "div", "pow", "sqrt", "rsqrt", "relu", "sigmoid", "prelu",
          "clamp", "hardtanh", "gelu", "erf", "tanh", "exp", "log", "neg", "abs", "softmax",
          "where", "maximum", "minimum", "reciprocal", "silu", "leaky_relu", "threshold"),
+        # "Subgraph": elementwise chains JIT-compiled into one kernel (OpenVINO snippets)
+        frozenset({"Subgraph", "Eltwise", "MulAdd", "Multiply", "Add", "Subtract", "Divide",
+                   "Power", "PowerStatic", "Sqrt", "Relu", "Sigmoid", "PRelu", "Erf", "Gelu",
+                   "Clamp", "Exp", "Swish", "Math", "SoftMax", "Softmax", "Select"}),
     ),
 }
 OTHER = "other"
+ENGINES = ("onnxruntime", "pytorch", "openvino")
+SHORT_NAMES = {"onnxruntime": "ORT", "pytorch": "PyTorch", "openvino": "OpenVINO"}
 
 
 def ort_category(op_type: str) -> str:
     """Category of an onnxruntime operator type (``Conv``, ``ReorderOutput``, ...)."""
-    return next((c for c, (ops, _) in CATEGORIES.items() if op_type in ops), OTHER)
+    return next((c for c, n in CATEGORIES.items() if op_type in n.onnxruntime), OTHER)
+
+
+def openvino_category(node_type: str) -> str:
+    """Category of an OpenVINO CPU node type (``Convolution``, ``Subgraph``, ...)."""
+    return next((c for c, n in CATEGORIES.items() if node_type in n.openvino), OTHER)
 
 
 def torch_category(name: str) -> str:
@@ -93,8 +131,8 @@ def torch_category(name: str) -> str:
     (fragments with a ``_``) occurs in it."""
     op = name.split("::")[-1].strip("_")
     words = set(op.split("_"))
-    for category, (_, fragments) in CATEGORIES.items():
-        if any(op.startswith(f) or f in words or ("_" in f and f in op) for f in fragments):
+    for category, names in CATEGORIES.items():
+        if any(op.startswith(f) or f in words or ("_" in f and f in op) for f in names.pytorch):
             return category
     return OTHER
 
@@ -217,6 +255,37 @@ def profile_pytorch(
     return sorted(ops, key=lambda o: -o.ms), wall
 
 
+def profile_openvino(
+    path: Path, x: np.ndarray, threads: int, runs: int, warmup: int = 3
+) -> tuple[list[OpTime], float]:
+    """Per-node-type time (ms per batch) of the OpenVINO runtime compiled as ``bench models``
+    compiles it (plus ``PERF_COUNT``), and its unprofiled wall ms per batch. Nodes fused into
+    another (status ``NOT_RUN``) take no time; an op is labelled ``type (kernel)``."""
+    from deploy.bench_models import openvino_request, openvino_runner
+
+    run, _ = openvino_runner(path, threads, x.shape)
+    for _ in range(warmup):
+        run(x)
+    wall = _wall_ms(lambda: run(x), runs)
+    request = openvino_request(path, threads, x.shape, perf_count=True)
+    for _ in range(warmup):
+        request.infer({0: x})
+    per_op: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for _ in range(runs):
+        request.infer({0: x})
+        for node in request.get_profiling_info():
+            if node.status != node.Status.EXECUTED:
+                continue
+            key = (node.node_type, node.exec_type)
+            per_op[key][0] += node.real_time.total_seconds() * 1000.0
+            per_op[key][1] += 1
+    ops = [
+        OpTime(f"{kind} ({kernel})", openvino_category(kind), ms / runs, n / runs)
+        for (kind, kernel), (ms, n) in per_op.items()
+    ]
+    return sorted(ops, key=lambda o: -o.ms), wall
+
+
 def by_category(ops: list[OpTime]) -> dict[str, float]:
     """ms per batch summed per category, in :data:`CATEGORIES` order (``other`` last)."""
     sums = dict.fromkeys([*CATEGORIES, OTHER], 0.0)
@@ -230,7 +299,7 @@ def run_profile(
     batch: int = 32,
     threads: int = 2,
     runs: int = 10,
-    engines: tuple[str, ...] = ("onnxruntime", "pytorch"),
+    engines: tuple[str, ...] = ENGINES,
     checkpoint_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Profile ``path`` on each engine; the report holds per-op and per-category ms/batch."""
@@ -256,6 +325,8 @@ def run_profile(
                 if ".int8" in path.name:
                     raise EngineUnavailable("INT8 artifact: no PyTorch eager equivalent")
                 ops, wall = profile_pytorch(path, x, threads, runs, checkpoint_dir)
+            elif engine == "openvino":
+                ops, wall = profile_openvino(path, x, threads, runs)
             else:
                 raise EngineUnavailable(f"unknown engine {engine!r}")
         except (EngineUnavailable, ImportError) as exc:
@@ -287,7 +358,7 @@ def print_profile(report: dict[str, Any], console: Any, top: int = 12) -> None:
                         f"{s['threads']} threads, {s['runs']} runs")
     table.add_column("category")
     for name in engines:
-        table.add_column(f"{name} ms", justify="right")
+        table.add_column(f"{SHORT_NAMES.get(name, name)} ms", justify="right")
         table.add_column("share", justify="right")
     for category in [*CATEGORIES, OTHER]:
         cells = []
@@ -299,7 +370,7 @@ def print_profile(report: dict[str, Any], console: Any, top: int = 12) -> None:
                                   for c in (f"{e['profiled_ms']:.2f}", "")])
     table.add_row("wall (unprofiled)", *[c for e in engines.values()
                                          for c in (f"{e['wall_ms']:.2f}", "")])
-    table.add_row(f"conv GFLOP/s ({report['conv_gflop_per_batch']:.3f} GFLOP)",
+    table.add_row(f"conv GFLOP/s ({report['conv_gflop_per_batch']:.2f} GFLOP)",
                   *[c for e in engines.values()
                     for c in (f"{e.get('conv_gflop_per_s') or 0:.1f}", "")])
     console.print(table)
