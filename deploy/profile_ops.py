@@ -187,22 +187,24 @@ def conv_gflop(path: Path, shape: tuple[int, ...]) -> float:
 def profile_onnxruntime(
     path: Path, x: np.ndarray, threads: int, runs: int, warmup: int = 3
 ) -> tuple[list[OpTime], float]:
-    """Per-op-type kernel time (ms per batch) of the service's session, and its unprofiled
-    wall ms per batch (median of ``runs``)."""
+    """Per-op-type kernel time (ms per batch) of the service's session options with
+    profiling on, and the unprofiled wall ms per batch (median of ``runs``) of
+    :class:`inference.engine.OnnxModel` as ``bench models`` runs it."""
     import onnxruntime as ort
 
+    from deploy.bench_models import ort_runner
     from inference.engine import session_options
 
-    plain = ort.InferenceSession(str(path), session_options(threads), ["CPUExecutionProvider"])
-    name = plain.get_inputs()[0].name
+    run, _ = ort_runner(path, threads)
     for _ in range(warmup):
-        plain.run(None, {name: x})
-    wall = _wall_ms(lambda: plain.run(None, {name: x}), runs)
+        run(x)
+    wall = _wall_ms(lambda: run(x), runs)
     with tempfile.TemporaryDirectory() as tmp:
         opts = session_options(threads)
         opts.enable_profiling = True
         opts.profile_file_prefix = str(Path(tmp) / "ort")
         sess = ort.InferenceSession(str(path), opts, ["CPUExecutionProvider"])
+        name = sess.get_inputs()[0].name
         for _ in range(warmup + runs):
             sess.run(None, {name: x})
         events = json.loads(Path(sess.end_profiling()).read_text())
@@ -227,25 +229,17 @@ def profile_pytorch(
 ) -> tuple[list[OpTime], float]:
     """Per-op self CPU time (ms per batch) of the PyTorch eager net behind ``path``, and its
     unprofiled wall ms per batch (median of ``runs``)."""
-    import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from deploy.bench_torch import build_torch_model
+    from deploy.bench_models import torch_runner
 
-    net, _ = build_torch_model(path, checkpoint_dir)
-    torch.set_num_threads(int(threads))
-    xt = torch.from_numpy(x)
-
-    def call() -> object:
-        with torch.inference_mode():
-            return net(xt)
-
+    run, _ = torch_runner(path, threads, checkpoint_dir)
     for _ in range(warmup):
-        call()
-    wall = _wall_ms(call, runs)
+        run(x)
+    wall = _wall_ms(lambda: run(x), runs)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(runs):
-            call()
+            run(x)
     ops = [
         OpTime(ev.key, torch_category(ev.key), ev.self_cpu_time_total / 1000.0 / runs,
                ev.count / runs)

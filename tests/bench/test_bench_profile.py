@@ -123,5 +123,3 @@ def test_conv_flops_follow_the_conv_shapes(tmp_path: Path, groups: int) -> None:
     # 2 x output elements (3 x 8 x 20 x 20) x multiply-adds per output (16 / groups x 3 x 3)
     expected = 2 * 3 * 8 * 20 * 20 * (16 // groups) * 9
     assert conv_gflop(path, (3, 16, 20, 20)) * 1e9 == pytest.approx(expected)
-    ops, _ = profile_onnxruntime(path, np.ones((3, 16, 20, 20), np.float32), 1, 2)
-    assert {o.op for o in ops if o.category == "convolution"} == {"Conv"}
