@@ -403,7 +403,7 @@ def bench_profile(
     model: Path = typer.Option(..., help="ONNX model (zoo file)"),
     json_out: Path = typer.Option(..., "--json", help="report JSON"),
     batch: int = typer.Option(32, min=1, help="batch size"),
-    threads: int = typer.Option(2, min=1, help="threads for both engines"),
+    threads: int = typer.Option(2, min=1, help="threads for every engine"),
     runs: int = typer.Option(10, min=1, help="profiled calls (after 3 warm-up calls)"),
     engines: str = typer.Option("onnxruntime,pytorch,openvino", help="engines to profile"),
     checkpoint_dir: Path = typer.Option(

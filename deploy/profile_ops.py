@@ -193,6 +193,7 @@ def profile_onnxruntime(
     import onnxruntime as ort
 
     from deploy.bench_models import ort_runner
+    from deploy.settings import Settings
     from inference.engine import session_options
 
     run, _ = ort_runner(path, threads)
@@ -200,7 +201,7 @@ def profile_onnxruntime(
         run(x)
     wall = _wall_ms(lambda: run(x), runs)
     with tempfile.TemporaryDirectory() as tmp:
-        opts = session_options(threads)
+        opts = session_options(threads, Settings().ort_spinning)  # as ort_runner
         opts.enable_profiling = True
         opts.profile_file_prefix = str(Path(tmp) / "ort")
         sess = ort.InferenceSession(str(path), opts, ["CPUExecutionProvider"])
