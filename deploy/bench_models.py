@@ -175,7 +175,10 @@ def openvino_runner(path: Path, threads: int, shape: Sequence[int]) -> tuple[Run
 def torch_runner(
     path: Path, threads: int, checkpoint_dir: Path | None
 ) -> tuple[Runner, str]:
-    """PyTorch eager with the same weights (see :mod:`deploy.bench_torch`)."""
+    """PyTorch eager with the same weights (see :mod:`deploy.bench_torch`); an INT8 artifact
+    has no eager equivalent (:class:`EngineUnavailable`)."""
+    if ".int8" in Path(path).name:
+        raise EngineUnavailable("INT8 artifact: no PyTorch eager equivalent")
     try:
         import torch
     except ImportError as exc:
@@ -279,8 +282,6 @@ def run_benchmark(
                     elif engine == "pytorch":
                         if torch_error:
                             raise EngineUnavailable(torch_error)
-                        if ".int8" in info.path.name:
-                            raise EngineUnavailable("INT8 artifact: no PyTorch eager equivalent")
                         torch_net = torch_net or torch_runner(info.path, threads, checkpoint_dir)
                         fn, note = torch_net
                     else:

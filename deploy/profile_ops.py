@@ -317,8 +317,6 @@ def run_profile(
             if engine == "onnxruntime":
                 ops, wall = profile_onnxruntime(path, x, threads, runs)
             elif engine == "pytorch":
-                if ".int8" in path.name:
-                    raise EngineUnavailable("INT8 artifact: no PyTorch eager equivalent")
                 ops, wall = profile_pytorch(path, x, threads, runs, checkpoint_dir)
             elif engine == "openvino":
                 ops, wall = profile_openvino(path, x, threads, runs)

@@ -123,3 +123,15 @@ def test_conv_flops_follow_the_conv_shapes(tmp_path: Path, groups: int) -> None:
     # 2 x output elements (3 x 8 x 20 x 20) x multiply-adds per output (16 / groups x 3 x 3)
     expected = 2 * 3 * 8 * 20 * 20 * (16 // groups) * 9
     assert conv_gflop(path, (3, 16, 20, 20)) * 1e9 == pytest.approx(expected)
+
+
+def test_int8_files_skip_pytorch(tiny_zoo: Path, tmp_path: Path) -> None:
+    """bench models and bench profile share the rule through ``torch_runner``."""
+    import shutil
+
+    int8 = shutil.copy(tiny_zoo / "mm.onnx", tmp_path / "mm.int8.onnx")
+    report = _profile(Path(int8), tmp_path / "i.json", "--engines", "onnxruntime,pytorch")
+    assert list(report["engines"]) == ["onnxruntime"]
+    assert report["skipped"] == [
+        {"engine": "pytorch", "reason": "INT8 artifact: no PyTorch eager equivalent"}
+    ]
