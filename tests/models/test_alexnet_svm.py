@@ -334,10 +334,10 @@ def test_zoo_screen_metadata_and_real_size_frame(name: str) -> None:
     """The released screens carry the SPEC metadata and run on a 500 x 1247 gray frame."""
     from models.preprocess import preprocess
 
-    ZOO = ZOO_DIR / f"{name}.onnx"  # noqa: N806
-    if not ZOO.exists():
-        pytest.skip(f"{ZOO} not released yet")
-    meta = read_meta(ZOO)
+    path = ZOO_DIR / f"{name}.onnx"
+    if not path.exists():
+        pytest.skip(f"{path} not released yet")
+    meta = read_meta(path)
     assert meta.task == "classify" and meta.classes == ["ok", "defect"]
     assert meta.channels == 1 and len(meta.input_size) == 2
     assert meta.version and meta.dataset.startswith("ksdd sha256:")
@@ -349,7 +349,7 @@ def test_zoo_screen_metadata_and_real_size_frame(name: str) -> None:
         img = np.random.default_rng(0).integers(0, 256, (1247, 500), dtype=np.uint8)
     assert img.shape[1] == 500 and img.shape[0] > 1200
     x = preprocess([img, img[::-1]], 1, meta.input_size, meta.mean, meta.std)
-    sess = ort.InferenceSession(str(ZOO), providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     logits = sess.run(None, {sess.get_inputs()[0].name: x})[0]
     assert logits.shape == (2, 2) and np.isfinite(logits).all()
     assert np.allclose(logits[:, 0], -logits[:, 1], atol=1e-4)  # [-z/2, z/2]
