@@ -37,7 +37,7 @@ def _gflops(model: torch.nn.Module, h: int, w: int) -> float:
     return 2 * macs / 1e9
 
 
-@pytest.mark.parametrize("variant", ["full", "small"])
+@pytest.mark.parametrize("variant", ["full", "medium", "small"])
 @pytest.mark.parametrize("size", [(224, 224), (200, 200)])
 def test_output_shape(variant: str, size: tuple[int, int]) -> None:
     torch.manual_seed(0)
@@ -70,6 +70,8 @@ def test_gray_input_and_train_backward() -> None:
         # 0.11 M + 48-ch decoder 0.09 M = 1.09 M; the range guards against silent
         # width changes (the budget is ~1 GFLOP at 224x224, not a parameter count).
         ("small", 0.9e6, 1.3e6),
+        # Medium: StarNet 24/48/96/192, depths 2/2/8/3 + 192-ch MSAA + 96-ch decoder = 3.20 M.
+        ("medium", 2.8e6, 3.6e6),
     ],
 )
 def test_param_count(variant: str, low: float, high: float) -> None:
