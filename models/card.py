@@ -44,6 +44,33 @@ def _extra_options(cfg: dict) -> str:
     return opts
 
 
+def _run_options(cfg: dict) -> str:
+    """Options that shaped the run itself: CPU threads and a wall-time cap."""
+    opts = f" --threads {cfg['threads']}" if cfg.get("threads") else ""
+    if cfg.get("max_minutes"):
+        opts += f" --max-minutes {cfg['max_minutes']:g}"
+    return opts
+
+
+def _loss_text(cfg: dict) -> str:
+    """The training loss as models.train._loss computes it for the task."""
+    if cfg["task"] == "segment":
+        return "loss: class-weighted cross-entropy + soft Dice (no label smoothing)"
+    return f"cross-entropy with label smoothing {cfg['label_smoothing']}"
+
+
+#: The limit every zoo card carries; listed once even when the export facts repeat it.
+FROM_SCRATCH = (
+    "trained from scratch (no pretrained weights can be downloaded here) on a small public "
+    "set; validate on your own line's images before trusting the thresholds"
+)
+
+
+def _limits(limits: list[str]) -> list[str]:
+    """The card's known limits: the run's own, then :data:`FROM_SCRATCH` unless given."""
+    return [*limits, *([] if FROM_SCRATCH in limits else [FROM_SCRATCH])]
+
+
 def _data_notes(cfg: dict, split: dict) -> list[str]:
     """Card lines for tile training and source crops (empty for plain runs)."""
     notes = []
@@ -98,6 +125,7 @@ def render_card(f: dict) -> str:
         f"--input-size {','.join(map(str, cfg['input_size']))} --channels {cfg['channels']} "
         f"--seed {cfg['seed']} --select-metric {cfg['select_metric']}"
         + _extra_options(cfg)
+        + _run_options(cfg)
     )
     lines = [
         f"# {f['name']} — model card",
@@ -120,7 +148,7 @@ def render_card(f: dict) -> str:
         f"- command: `{cmd}`",
         f"- hyper-parameters: AdamW lr {cfg['lr']}, weight decay {cfg['weight_decay']}, "
         f"{cfg['warmup_epochs']} warm-up epochs then cosine, batch {cfg['batch_size']}, "
-        f"label smoothing {cfg['label_smoothing']}, EMA {cfg['ema_decay']}, class-balanced "
+        f"{_loss_text(cfg)}, EMA {cfg['ema_decay']}, class-balanced "
         "loss weights (inverse frequency^0.5), augmentation: flips, 90° rotations, brightness "
         "x0.7–1.3, Gaussian noise",
         *_data_notes(cfg, f["split"]),
@@ -167,9 +195,7 @@ def render_card(f: dict) -> str:
         ],
         "",
         "## Known limits",
-        *[f"- {x}" for x in f.get("limits", [])],
-        "- trained from scratch (no pretrained weights can be downloaded here) on a small public "
-        "set; validate on your own line's images before trusting the thresholds",
+        *[f"- {x}" for x in _limits(f.get("limits", []))],
         "",
         "## Data licence",
         LICENCES.get(dataset, dataset),

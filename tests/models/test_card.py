@@ -1,0 +1,46 @@
+"""Model cards rendered from export facts: the training command and loss as they ran."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from models.card import FROM_SCRATCH, render_card
+
+ZOO = Path(__file__).resolve().parents[2] / "models" / "zoo"
+
+
+@pytest.fixture()
+def facts() -> dict:
+    return json.loads((ZOO / "sme_deeplabv3plus.json").read_text())
+
+
+def _line(card: str, prefix: str) -> str:
+    (line,) = [x for x in card.splitlines() if x.startswith(prefix)]
+    return line
+
+
+def test_command_carries_threads_and_time_cap_only_when_set(facts: dict) -> None:
+    facts["config"].update(threads=2, max_minutes=118.0)
+    assert _line(render_card(facts), "- command:").endswith("--threads 2 --max-minutes 118`")
+    facts["config"].update(threads=0, max_minutes=0.0)
+    command = _line(render_card(facts), "- command:")
+    assert "--threads" not in command and "--max-minutes" not in command
+
+
+def test_loss_text_follows_the_task(facts: dict) -> None:
+    segment = _line(render_card(facts), "- hyper-parameters:")
+    assert "soft Dice" in segment and "label smoothing 0.1" not in segment
+    classify = json.loads((ZOO / "mm.json").read_text())
+    hyper = _line(render_card(classify), "- hyper-parameters:")
+    assert "label smoothing 0.1" in hyper and "Dice" not in hyper
+
+
+@pytest.mark.parametrize("given", [[], ["a run-specific limit"], ["x", FROM_SCRATCH]])
+def test_from_scratch_limit_listed_exactly_once(facts: dict, given: list[str]) -> None:
+    facts["limits"] = given
+    card = render_card(facts)
+    assert card.count(FROM_SCRATCH) == 1
+    assert all(f"- {limit}" in card for limit in given)
