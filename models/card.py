@@ -55,7 +55,7 @@ def _run_options(cfg: dict) -> str:
 def _loss_text(cfg: dict) -> str:
     """The training loss as models.train._loss computes it for the task."""
     if cfg["task"] == "segment":
-        return "loss: class-weighted cross-entropy + soft Dice (no label smoothing)"
+        return "loss: cross-entropy + soft Dice (no label smoothing)"
     return f"cross-entropy with label smoothing {cfg['label_smoothing']}"
 
 
