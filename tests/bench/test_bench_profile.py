@@ -20,6 +20,7 @@ from deploy.profile_ops import (
     profile_onnxruntime,
     torch_category,
 )
+from models.onnx_meta import ModelMeta, write_meta
 
 
 def _profile(model: Path, out: Path, *extra: str) -> dict:
@@ -100,29 +101,39 @@ def test_profile_rejects_bad_options(tiny_zoo: Path, tmp_path: Path) -> None:
 
 
 def _conv_model(path: Path, groups: int) -> Path:
-    """One 3x3 Conv (16 -> 8 channels, ``groups``), input [N, 16, 20, 20], 'same' padding."""
+    """A 1x1 Conv (3 -> 16 channels) then a 3x3 Conv (16 -> 8 channels, ``groups``), input
+    [N, 3, 20, 20], 'same' padding, with SPEC metadata so that the service's session loads it."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    w = np.random.default_rng(0).standard_normal((8, 16 // groups, 3, 3)).astype(np.float32)
-    node = helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1], group=groups)
+    rng = np.random.default_rng(0)
+    w1 = rng.standard_normal((16, 3, 1, 1)).astype(np.float32)
+    w3 = rng.standard_normal((8, 16 // groups, 3, 3)).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["h"]),
+        helper.make_node("Conv", ["h", "w3"], ["y"], pads=[1, 1, 1, 1], group=groups),
+    ]
     graph = helper.make_graph(
-        [node], "conv",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 16, 20, 20])],
+        nodes, "conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 20, 20])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8, 20, 20])],
-        [numpy_helper.from_array(w, "w")],
+        [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w3, "w3")],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    onnx.save(model, path)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    classes = ["background", *(f"c{i}" for i in range(7))]
+    write_meta(path, ModelMeta("segment", classes, [20, 20], 3, [0.0] * 3, [1.0] * 3, "0.0.0", "x"))
     return path
 
 
 @pytest.mark.parametrize("groups", [1, 4])
 def test_conv_flops_follow_the_conv_shapes(tmp_path: Path, groups: int) -> None:
     path = _conv_model(tmp_path / "c.onnx", groups)
-    # 2 x output elements (3 x 8 x 20 x 20) x multiply-adds per output (16 / groups x 3 x 3)
-    expected = 2 * 3 * 8 * 20 * 20 * (16 // groups) * 9
-    assert conv_gflop(path, (3, 16, 20, 20)) * 1e9 == pytest.approx(expected)
+    # 2 x output elements x multiply-adds per output, for each conv:
+    # 1x1: (3 x 16 x 20 x 20) x 3; 3x3: (3 x 8 x 20 x 20) x (16 / groups x 3 x 3)
+    expected = 2 * 3 * 16 * 20 * 20 * 3 + 2 * 3 * 8 * 20 * 20 * (16 // groups) * 9
+    assert conv_gflop(path, (3, 3, 20, 20)) * 1e9 == pytest.approx(expected)
+    ops, _ = profile_onnxruntime(path, np.ones((3, 3, 20, 20), np.float32), 1, 2)
+    assert {o.op for o in ops if o.category == "convolution"} == {"Conv"}
 
 
 def test_int8_files_skip_pytorch(tiny_zoo: Path, tmp_path: Path) -> None:
