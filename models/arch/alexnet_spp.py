@@ -21,8 +21,8 @@ Block map (paper -> code)
   - pool5 is SPP-net's spatial pyramid max pooling (:class:`PyramidMaxPool`, levels 1 x 1,
     2 x 2 and 4 x 4 = 21 bins) instead of AlexNet's 3 x 3 / 2 max pool. The network has no
     fixed-size layer, so it takes any input aspect ratio: the released screen runs on an
-    aspect-preserving 384 x 160 (H x W) input instead of the paper's squeezed 227 x 227 (the
-    comparison we measured is in ``models/zoo/alexnet_svm.md``).
+    aspect-preserving 512 x 208 (H x W) input instead of the paper's squeezed 227 x 227 (the
+    comparison we measured, 384 x 160 included, is in ``models/zoo/alexnet_svm.md``).
 
 * Feature vector (Sec. 3.1.2 (1)): :meth:`AlexNetSPP.features` = global average of pool5's
   outputs (the 21 pyramid bins) -> ``[N, 256]``. With AlexNet's pool5 a defect covering 1-3 of

@@ -1,13 +1,15 @@
 """Model card ``models/zoo/alexnet_svm.md`` from the measured run facts.
 
-    python -m models.svm.card --run /work/runs/alexnet_svm --out models/zoo/alexnet_svm.md
+    python -m models.svm.card --run models/zoo --facts alexnet_svm.json \
+        --notes alexnet_svm.notes.json --cascade ../../docs/perf/commutator_cascade.json \
+        --out models/zoo/alexnet_svm.md
 
-Reads ``card_facts.json`` (:mod:`models.svm.train_screen`) and, when present in the run
-folder, ``size_comparison.json`` (:mod:`models.svm.compare_sizes`), ``cascade.json``
-(:mod:`models.svm.cascade`) and ``evaluation/evaluation.json`` (``lineinspect evaluate``).
-Free-text sections that need judgement (decisions, limits) are passed in ``notes.json``
-(``{"decisions": [...], "limits": [...], "localisation": [...]}``) so that every number in the
-card comes from a file the run wrote.
+Reads the facts of a :mod:`models.svm.train_screen` run (its ``card_facts.json``; the released
+copy is ``models/zoo/alexnet_svm.json``; its ``--compare-sizes`` runs become the input-size
+table) and, when present, the cascade figures (:mod:`models.svm.cascade`). Free-text sections
+that need judgement (decisions, limits) come from a notes file (``{"decisions": [...],
+"limits": [...], "localisation": [...]}``) so that every number in the card comes from a file a
+run wrote; ``tests/models/test_svm_card.py`` checks the released card against a re-render.
 """
 
 from __future__ import annotations
@@ -28,6 +30,14 @@ def _m(m: dict) -> str:
         f"accuracy {m['accuracy']:.4f}, recall (defective) {m['recall_defective']:.4f}, "
         f"precision {m['precision_defective']:.4f}, confusion {m['confusion']}"
     )
+
+
+def _errors(errors: dict | None) -> str:
+    """Image names behind an out-of-fold confusion, when the run recorded them."""
+    if errors is None:
+        return ""
+    missed = ", ".join(errors["missed_defective"]) or "none"
+    return f"; missed: {missed}; false alarms: {', '.join(errors['false_alarms']) or 'none'}"
 
 
 def _views_section(views: dict | None) -> list[str]:
@@ -52,11 +62,52 @@ def _views_section(views: dict | None) -> list[str]:
     ]
 
 
-def render(run: Path, facts: str = "card_facts.json", notes_file: str = "notes.json") -> str:
-    """Markdown card from the JSON files in ``run`` (``facts``: the train_screen output)."""
+def _command(tr: dict) -> str:
+    """The training command; runs before 1.2.0 recorded ``--threads`` beside it."""
+    cmd = tr["command"]
+    return cmd if "--threads" in cmd else f"{cmd} --threads {tr['threads']}"
+
+
+def _size_experiment(decision: dict | None) -> list[str]:
+    """Input sizes trained with the full protocol (``--compare-sizes``), if more than one."""
+    if not decision or len(decision.get("experiment", {})) < 2:
+        return []
+    rows = []
+    for size, v in decision["experiment"].items():
+        auc = v.get("roc_auc_by_views", {}).get("id", {})
+        cv, val = v["cv_svm_at_0"], v["val_svm_at_0"]
+        rows.append(
+            f"| {size} | {auc.get('cv', '-')} | {v['cv_balanced_accuracy']:.4f} | "
+            f"{cv['accuracy']:.4f} / {cv['recall_defective']:.4f} | "
+            f"{val['accuracy']:.4f} / {val['recall_defective']:.4f} | "
+            f"{v['svm']['log2C']} / {v['svm']['log2gamma']} | {v['train_wall_s']} |"
+        )
+    h, w = decision["chosen"]
+    return [
+        "## Input size (full protocol per size: fold nets, SSA on the same folds)",
+        f"Rule: {decision['rule']}. Chosen: {h}x{w}. Single view, SVM at d >= 0.",
+        "",
+        "| input HxW | CV ROC AUC | CV balanced acc. | CV acc / recall | val acc / recall | "
+        "SSA log2 C / log2 gamma | final net train s |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
+
+
+def render(
+    run: Path,
+    facts: str = "card_facts.json",
+    notes_file: str = "notes.json",
+    cascade_file: str = "cascade.json",
+) -> str:
+    """Markdown card from the JSON files in ``run`` (``facts``: the train_screen output).
+
+    File names are relative to ``run``; ``cascade_file`` is the output of
+    :mod:`models.svm.cascade` (the released one is ``docs/perf/commutator_cascade.json``).
+    """
     f = json.loads((run / facts).read_text())
-    sizes = _load(run / "size_comparison.json")
-    cascade = _load(run / "cascade.json")
+    cascade = _load(run / cascade_file)
     notes = _load(run / notes_file) or {}
     meta, tr, th, sv = f["meta"], f["training"], f["threshold"], f["svm_search"]
     h, w = f["meta"]["lineinspect.input_size"].strip("[]").split(", ")
@@ -68,8 +119,9 @@ def render(run: Path, facts: str = "card_facts.json", notes_file: str = "notes.j
         "**Paper**: Cai, *Defect recognition and localisation model based on improved "
         "Alexnet-SVM and Fast RCNN* (shared/papers/001_*): AlexNet with SPP-style kernel changes, "
         "global average pooling of pool5 (256-d), RBF SVM tuned by the Sparrow Search Algorithm.",
-        f'**Task**: OK/NG screen of whole commutator frames, classes `["ok", "defect"]`; first '
-        f"stage of the `commutator` cascade. Version `{f['version']}`.",
+        f'**Task**: OK/NG screen of whole commutator frames, classes `["ok", "defect"]`; '
+        f"{notes.get('role', 'first stage of the `commutator` cascade')}. "
+        f"Version `{f['version']}`.",
         "",
         "## Architecture",
         f"- AlexNet-SPP `{f['variant']}` (models/arch/alexnet_spp.py): CL1 11x11/4, CL2 5x5, "
@@ -99,7 +151,7 @@ def render(run: Path, facts: str = "card_facts.json", notes_file: str = "notes.j
         f"duplicate) stratified split, seed {f['split']['seed']}: {f['split']['train']} train "
         f"({f['split']['train_defective']} defective) / {f['split']['val']} validation "
         f"({f['split']['val_defective']} defective).",
-        f"- command: `{tr['command']} --threads {tr['threads']}`",
+        f"- command: `{_command(tr)}`",
         f"- recipe: {json.dumps(tr['config'])}",
         f"- wall time: final net {tr['final_net_wall_s']} s, {sv['folds'].split(',')[0]} fold "
         f"nets {tr['cv_fold_nets_wall_s']} s, whole invocation {tr['invocation_wall_s']} s; "
@@ -123,6 +175,7 @@ def render(run: Path, facts: str = "card_facts.json", notes_file: str = "notes.j
         )
     lines += [f"\nReleased: `{sv['used']}`.", ""]
     lines += _views_section(f.get("views"))
+    lines += _size_experiment(f.get("input_size_decision"))
     lines += [
         "## Threshold",
         f"- rule: {th['rule']}.",
@@ -138,7 +191,8 @@ def render(run: Path, facts: str = "card_facts.json", notes_file: str = "notes.j
         _cm_table(onnx_val["confusion"], ["ok", "defect"]),
         f"![confusion]({name}.confusion.png)" if notes.get("confusion_png") else "",
         "- out-of-fold CV on the training split at t: "
-        + _m(f["cv_out_of_fold"]["chosen_threshold"]),
+        + _m(f["cv_out_of_fold"]["chosen_threshold"])
+        + _errors(f["cv_out_of_fold"].get("errors_at_chosen")),
         "- fine-tuning head argmax on validation (not released): "
         + _m(f["validation_head_argmax"]),
         "- paper anchor: 88.79 % accuracy (KolektorSDD, their 7:3 split).",
@@ -147,24 +201,6 @@ def render(run: Path, facts: str = "card_facts.json", notes_file: str = "notes.j
         "/work/shared/datasets/ksdd --split val` (ONNX + metadata only).",
         "",
     ]
-    if sizes:
-        lines += [
-            "## Input size: aspect-preserving vs the paper's 227 x 227",
-            "One final network per size (same recipe, epochs, split), SVM at the released "
-            f"(C, gamma) = 2^{sizes['svm']['log2C']}, 2^{sizes['svm']['log2gamma']}, validation "
-            "split; no CV per size (cost), so weaker evidence than the SSA/grid table.",
-            "",
-            "| input HxW | head acc / recall | SVM d>=0 acc / recall | SVM ROC AUC | train s |",
-            "|---|---|---|---|---|",
-        ]
-        for k, v in sizes["sizes"].items():
-            a, s = v["val_head_argmax"], v["val_svm_at_0"]
-            lines.append(
-                f"| {k} | {a['accuracy']:.4f} / {a['recall_defective']:.4f} | "
-                f"{s['accuracy']:.4f} / {s['recall_defective']:.4f} | {v['val_svm_roc_auc']} | "
-                f"{v['train_wall_s']} |"
-            )
-        lines.append("")
     if cascade:
         c, n = cascade["cascade"], cascade["no_screen"]
         lines += [
@@ -199,7 +235,8 @@ def render(run: Path, facts: str = "card_facts.json", notes_file: str = "notes.j
     lat = f["latency_ort_cpu"]
     lines += [
         "## CPU latency (onnxruntime, CPUExecutionProvider)",
-        f"{f['machine']}; shared with two training jobs while measured (upper bounds).",
+        f"{f['machine']}; "
+        + notes.get("latency_conditions", "shared with two training jobs (upper bounds)."),
         "",
         "| batch | p50 ms | p99 ms | frames/s |",
         "|---|---|---|---|",
@@ -225,8 +262,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=Path("models/zoo/alexnet_svm.md"))
     ap.add_argument("--facts", default="card_facts.json", help="facts file in --run")
     ap.add_argument("--notes", default="notes.json", help="notes file in --run")
+    ap.add_argument("--cascade", default="cascade.json", help="cascade figures, relative to --run")
     args = ap.parse_args(argv)
-    args.out.write_text(render(args.run, args.facts, args.notes))
+    args.out.write_text(render(args.run, args.facts, args.notes, args.cascade))
 
 
 if __name__ == "__main__":

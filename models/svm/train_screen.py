@@ -1,6 +1,7 @@
 """Train the ``alexnet_svm`` OK/NG screen on KolektorSDD and write the release candidate.
 
-    python -m models.svm.train_screen --data ../shared/datasets/ksdd --out runs/alexnet_svm
+    python -m models.svm.train_screen --data ../shared/datasets/ksdd --out runs/alexnet_svm \
+        --input-size 512x208 --threads 2
 
 Steps (all single-threaded by default, ``--threads``):
 
@@ -28,10 +29,12 @@ Steps (all single-threaded by default, ``--threads``):
    scikit-learn on real validation images, ONNX validation metrics
    (:func:`models.svm.evaluate_screen.evaluate_screen`), FLOPs, latency -> ``card_facts.json``.
 
-``--compare-sizes 227x227`` additionally runs steps 1-3 at other input sizes (the paper squeezes
-the 500 x ~1250 images to 227 x 227) and records validation and CV figures per size in
-``card_facts.json["input_size_experiment"]``. Trained networks and features are cached in
-``<out>/nets`` keyed by their configuration, so re-running only redoes what changed.
+``--compare-sizes 384x160,227x227`` additionally runs steps 1-3 at other input sizes (the paper
+squeezes the 500 x ~1250 images to 227 x 227) and records validation and CV figures per size in
+``card_facts.json["input_size_decision"]["experiment"]``. ``--net-seed`` retrains the networks
+with another seed on the same split and folds (run-to-run spread). Trained networks and features
+are cached in ``<out>/nets`` keyed by their configuration, so re-running only redoes what
+changed. The release command is in ``models/zoo/alexnet_svm.md``.
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ from models.svm.features import NetConfig, extract, load_images, mean_std, train
 from models.svm.tune import cv_folds, grid_search, make_svm, ssa_search
 from models.svm.views import CANDIDATES, VIEW_AXES, average_views, flip_images
 
-VERSION = "1.1.0"
+VERSION = "1.2.0"
 CLASSES = ["ok", "defect"]
 
 
@@ -207,6 +210,7 @@ def pipeline(
         "val": val_s,
         "ytr": ytr,
         "yva": yva,
+        "train_names": names,
         "final": final,
         "final_facts": final_facts,
         "fold_facts": fold_facts,
@@ -339,6 +343,9 @@ def summary(r: dict) -> dict:
         "val_svm_at_0": _metrics_at(r["d_val"], r["yva"], 0.0),
         "cv_svm_at_0": _metrics_at(r["d_oof"], r["ytr"], 0.0),
         "cv_balanced_accuracy": r["chosen"].cv_balanced_accuracy,
+        "roc_auc_by_views": {
+            "+".join(c["views"]): {"cv": c["cv_auc"], "val": c["val_auc"]} for c in r["view_table"]
+        },
         "svm": r["searches"]["ssa"],
         "train_wall_s": r["final_facts"]["wall_s"],
     }
@@ -348,12 +355,19 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--data", type=Path, default=Path("../shared/datasets/ksdd"))
     ap.add_argument("--out", type=Path, default=Path("runs/alexnet_svm"))
-    ap.add_argument("--input-size", default="384x160", help="HxW of the network input")
+    ap.add_argument("--input-size", default="512x208", help="HxW of the network input")
     ap.add_argument("--compare-sizes", default="", help="comma-separated HxW, e.g. 227x227")
     ap.add_argument("--variant", default="small", choices=["small", "full"])
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--cv-folds", type=int, default=3)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="split, folds, SSA and (default) nets")
+    ap.add_argument(
+        "--net-seed",
+        type=int,
+        default=None,
+        help="seed of the networks' initialisation and augmentation only (default --seed): "
+        "retrains on the same split and folds to measure run-to-run spread",
+    )
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--ssa-pop", type=int, default=20)
     ap.add_argument("--ssa-iters", type=int, default=20)
@@ -377,7 +391,8 @@ def main(argv: list[str] | None = None) -> dict:
         h, w = s.lower().split("x")
         return int(h), int(w)
 
-    base = NetConfig(variant=args.variant, epochs=args.epochs, seed=args.seed)
+    net_seed = args.seed if args.net_seed is None else args.net_seed
+    base = NetConfig(variant=args.variant, epochs=args.epochs, seed=net_seed)
     t_all = time.time()
     common = (args.cv_folds, args.seed, args.ssa_pop, args.ssa_iters, args.grid_step)
     forced = tuple(v.strip() for v in args.views.split(",") if v.strip()) or None
@@ -450,6 +465,11 @@ def main(argv: list[str] | None = None) -> dict:
     cv_at = {
         "default_0.5 (d >= 0)": _metrics_at(r["d_oof"], r["ytr"], 0.0),
         "chosen_threshold": _metrics_at(r["d_oof"], r["ytr"], t),
+    }
+    oof = list(zip(r["train_names"], r["d_oof"] >= t, r["ytr"] == 1, strict=True))
+    cv_at["errors_at_chosen"] = {
+        "missed_defective": [n for n, flagged, bad in oof if bad and not flagged],
+        "false_alarms": [n for n, flagged, bad in oof if flagged and not bad],
     }
     fold_wall = sum(f["wall_s"] for f in r["fold_facts"])
     facts = {
@@ -551,10 +571,13 @@ def main(argv: list[str] | None = None) -> dict:
             "history": r["final_facts"]["history"],
             "command": "python -m models.svm.train_screen --data ../shared/datasets/ksdd "
             f"--out runs/alexnet_svm --input-size {h}x{w} --variant {cfg.variant} "
-            f"--epochs {cfg.epochs} --cv-folds {args.cv_folds}",
+            f"--epochs {cfg.epochs} --cv-folds {args.cv_folds} --threads {args.threads}"
+            + (f" --compare-sizes {args.compare_sizes}" if args.compare_sizes else "")
+            + (f" --net-seed {args.net_seed}" if args.net_seed is not None else "")
+            + (f" --views {args.views} --name {args.name}" if args.views else ""),
             "invocation_wall_s": round(time.time() - t_all, 1),
             "note": "nets already in <out>/nets are loaded, not retrained; the *_wall_s of the "
-            "nets are their original single-thread training times",
+            "nets are their original training times (torch threads as in 'threads')",
         },
         "localisation": "not in this graph: boxes from a KolektorSDD segmenter's mask via "
         "models.svm.localize (Faster R-CNN of the paper not implemented)",

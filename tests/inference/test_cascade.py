@@ -9,6 +9,7 @@ recall cost must show exactly that, and the cascade must skip the segmenter on O
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import cv2
@@ -87,7 +88,8 @@ def test_measure_needs_a_screen(cascade_recipe: Recipe) -> None:
 def test_commutator_recipe_declares_the_cascade() -> None:
     r = load_recipe("commutator")
     assert r.screen is not None and r.screen.model.name == "alexnet_svm"
-    # the single-pass file of the released screen: same metadata, one flip view instead of two
+    # a single-pass, smaller-input screen of the same task and data than the stand-alone
+    # alexnet_svm (the cascade only needs 99 % recall, and the screen's cost is its overhead)
     assert r.screen.model.path == "models/zoo/alexnet_svm_fast.onnx"
     fast, full = (
         read_props(REPO / r.screen.model.path),
@@ -95,8 +97,12 @@ def test_commutator_recipe_declares_the_cascade() -> None:
     )
     assert json.loads(fast["lineinspect.views"]) == ["id"]
     assert len(json.loads(full["lineinspect.views"])) > 1
-    same = ("classes", "input_size", "mean", "std", "dataset", "version")
-    assert all(fast["lineinspect." + k] == full["lineinspect." + k] for k in same)
+    assert all(fast["lineinspect." + k] == full["lineinspect." + k] for k in ("classes", "dataset"))
+    fast_px, full_px = (
+        math.prod(json.loads(p["lineinspect.input_size"])) * len(json.loads(p["lineinspect.views"]))
+        for p in (fast, full)
+    )
+    assert fast_px < full_px  # the screen must be the cheaper pass
     assert r.screen.scope == "frame" and r.screen.model.tile == 0
     assert 0.0 < r.screen.threshold < 0.5  # lowered for >= 0.99 recall of defective frames
     assert [m.name for m in r.models] == ["sme_deeplabv3plus_ksdd"]
