@@ -32,10 +32,8 @@ def _m(m: dict) -> str:
     )
 
 
-def _errors(errors: dict | None) -> str:
-    """Image names behind an out-of-fold confusion, when the run recorded them."""
-    if errors is None:
-        return ""
+def _errors(errors: dict) -> str:
+    """Image names behind an out-of-fold confusion."""
     missed = ", ".join(errors["missed_defective"]) or "none"
     return f"; missed: {missed}; false alarms: {', '.join(errors['false_alarms']) or 'none'}"
 
@@ -62,22 +60,15 @@ def _views_section(views: dict | None) -> list[str]:
     ]
 
 
-def _command(tr: dict) -> str:
-    """The training command; runs before 1.2.0 recorded ``--threads`` beside it."""
-    cmd = tr["command"]
-    return cmd if "--threads" in cmd else f"{cmd} --threads {tr['threads']}"
-
-
 def _size_experiment(decision: dict | None) -> list[str]:
     """Input sizes trained with the full protocol (``--compare-sizes``), if more than one."""
     if not decision or len(decision.get("experiment", {})) < 2:
         return []
     rows = []
     for size, v in decision["experiment"].items():
-        auc = v.get("roc_auc_by_views", {}).get("id", {})
         cv, val = v["cv_svm_at_0"], v["val_svm_at_0"]
         rows.append(
-            f"| {size} | {auc.get('cv', '-')} | {v['cv_balanced_accuracy']:.4f} | "
+            f"| {size} | {v['roc_auc_by_views']['id']['cv']} | {v['cv_balanced_accuracy']:.4f} | "
             f"{cv['accuracy']:.4f} / {cv['recall_defective']:.4f} | "
             f"{val['accuracy']:.4f} / {val['recall_defective']:.4f} | "
             f"{v['svm']['log2C']} / {v['svm']['log2gamma']} | {v['train_wall_s']} |"
@@ -151,7 +142,7 @@ def render(
         f"duplicate) stratified split, seed {f['split']['seed']}: {f['split']['train']} train "
         f"({f['split']['train_defective']} defective) / {f['split']['val']} validation "
         f"({f['split']['val_defective']} defective).",
-        f"- command: `{_command(tr)}`",
+        f"- command: `{tr['command']}`",
         f"- recipe: {json.dumps(tr['config'])}",
         f"- wall time: final net {tr['final_net_wall_s']} s, {sv['folds'].split(',')[0]} fold "
         f"nets {tr['cv_fold_nets_wall_s']} s, whole invocation {tr['invocation_wall_s']} s; "
@@ -192,7 +183,7 @@ def render(
         f"![confusion]({name}.confusion.png)" if notes.get("confusion_png") else "",
         "- out-of-fold CV on the training split at t: "
         + _m(f["cv_out_of_fold"]["chosen_threshold"])
-        + _errors(f["cv_out_of_fold"].get("errors_at_chosen")),
+        + _errors(f["cv_out_of_fold"]["errors_at_chosen"]),
         "- fine-tuning head argmax on validation (not released): "
         + _m(f["validation_head_argmax"]),
         "- paper anchor: 88.79 % accuracy (KolektorSDD, their 7:3 split).",
@@ -235,8 +226,7 @@ def render(
     lat = f["latency_ort_cpu"]
     lines += [
         "## CPU latency (onnxruntime, CPUExecutionProvider)",
-        f"{f['machine']}; "
-        + notes.get("latency_conditions", "shared with two training jobs (upper bounds)."),
+        f"{f['machine']}; " + notes.get("latency_conditions", "conditions not recorded."),
         "",
         "| batch | p50 ms | p99 ms | frames/s |",
         "|---|---|---|---|",
