@@ -61,6 +61,15 @@ def screen_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
     }
 
 
+def screen_errors(names: list[str], y_true: np.ndarray, y_pred: np.ndarray) -> dict:
+    """Names of the missed defective images and of the false alarms (0 = ok, 1 = defect)."""
+    rows = list(zip(names, y_true, y_pred, strict=True))
+    return {
+        "missed_defective": [n for n, t, p in rows if t > p],
+        "false_alarms": [n for n, t, p in rows if t < p],
+    }
+
+
 def evaluate_screen(
     model_path: str | Path,
     data: str | Path,
@@ -75,7 +84,6 @@ def evaluate_screen(
     y = np.array([s.label for s in samples], dtype=np.int64)
     pred = logits.argmax(1)
     metrics = screen_metrics(y, pred)
-    names = [s.path.name for s in samples]
     metrics.update(
         {
             "model": str(model_path),
@@ -83,8 +91,7 @@ def evaluate_screen(
             "split": split,
             "images": len(samples),
             "version": read_meta(model_path).version,
-            "missed_defective": [n for n, t, p in zip(names, y, pred, strict=True) if t > p],
-            "false_alarms": [n for n, t, p in zip(names, y, pred, strict=True) if t < p],
+            **screen_errors([s.path.name for s in samples], y, pred),
         }
     )
     return metrics

@@ -57,7 +57,12 @@ from models.data import assign_groups, grouped_split, index_dataset
 from models.export import count_flops, ort_latency
 from models.onnx_meta import ModelMeta
 from models.svm import compose as composer
-from models.svm.evaluate_screen import evaluate_screen, screen_metrics, screen_scores
+from models.svm.evaluate_screen import (
+    evaluate_screen,
+    screen_errors,
+    screen_metrics,
+    screen_scores,
+)
 from models.svm.features import NetConfig, extract, load_images, mean_std, train_net
 from models.svm.tune import cv_folds, grid_search, make_svm, ssa_search
 from models.svm.views import CANDIDATES, VIEW_AXES, average_views, flip_images
@@ -466,11 +471,9 @@ def main(argv: list[str] | None = None) -> dict:
         "default_0.5 (d >= 0)": _metrics_at(r["d_oof"], r["ytr"], 0.0),
         "chosen_threshold": _metrics_at(r["d_oof"], r["ytr"], t),
     }
-    oof = list(zip(r["train_names"], r["d_oof"] >= t, r["ytr"] == 1, strict=True))
-    cv_at["errors_at_chosen"] = {
-        "missed_defective": [n for n, flagged, bad in oof if bad and not flagged],
-        "false_alarms": [n for n, flagged, bad in oof if flagged and not bad],
-    }
+    cv_at["errors_at_chosen"] = screen_errors(
+        r["train_names"], r["ytr"], (r["d_oof"] >= t).astype(np.int64)
+    )
     fold_wall = sum(f["wall_s"] for f in r["fold_facts"])
     facts = {
         "name": args.name,

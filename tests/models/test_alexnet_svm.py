@@ -353,3 +353,11 @@ def test_zoo_screen_metadata_and_real_size_frame(name: str) -> None:
     logits = sess.run(None, {sess.get_inputs()[0].name: x})[0]
     assert logits.shape == (2, 2) and np.isfinite(logits).all()
     assert np.allclose(logits[:, 0], -logits[:, 1], atol=1e-4)  # [-z/2, z/2]
+
+
+def test_screen_errors_name_misses_and_false_alarms() -> None:
+    from models.svm.evaluate_screen import screen_errors
+
+    names = ["ok_hit", "ok_alarm", "bad_hit", "bad_missed"]
+    errors = screen_errors(names, np.array([0, 0, 1, 1]), np.array([0, 1, 1, 0]))
+    assert errors == {"missed_defective": ["bad_missed"], "false_alarms": ["ok_alarm"]}
