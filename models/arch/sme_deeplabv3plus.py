@@ -376,10 +376,16 @@ class SMEDeepLabV3Plus(nn.Module):
     ``[N, num_classes, H, W]`` for any H, W (bilinear upsampling to the input size).
     """
 
-    def __init__(self, num_classes: int, in_channels: int, config: SMEConfig) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int,
+        config: SMEConfig,
+        backbone: nn.Module | None = None,
+    ) -> None:
         super().__init__()
         self.config = config
-        self.backbone = StarNetBackbone(
+        self.backbone = backbone or StarNetBackbone(
             in_channels,
             config.stem,
             config.widths,
@@ -401,7 +407,10 @@ class SMEDeepLabV3Plus(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
+        pretrained = set(getattr(self.backbone, "pretrained_modules", lambda: [])())
         for m in self.modules():
+            if m in pretrained:
+                continue
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                 if m.bias is not None:
@@ -435,8 +444,38 @@ class SMEDeepLabV3Plus(nn.Module):
         return F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
+class LiteBackbone(nn.Module):
+    """ImageNet EfficientNet-Lite as the SME DCNN (``lite*`` variants): same ``(low, high)``
+    interface as :class:`StarNetBackbone`, low = stride 4, high = the last stage dilated to
+    output stride 16 (:mod:`models.arch.efficientnet_lite`)."""
+
+    def __init__(self, size: str, in_channels: int, pretrained: bool = True) -> None:
+        super().__init__()
+        from models.arch.efficientnet_lite import pretrained_encoder
+
+        self.encoder = pretrained_encoder(size, in_channels, True, pretrained)
+        self.low_channels = self.encoder.channels[0]
+        self.out_channels = self.encoder.channels[-1]
+
+    def pretrained_modules(self) -> list[nn.Module]:
+        """Modules whose weights come from ImageNet (kept by the decoder's initialisation)."""
+        return list(self.encoder.modules())
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(low, high)`` features (strides 4 and 16)."""
+        feats = self.encoder(x)
+        return feats[0], feats[-1]
+
+
+#: decoder widths on the pretrained encoders (MSAA 128, low-level 48 as DeepLabV3+, decoder 64)
+LITE_DECODER = SMEConfig(
+    stem=0, widths=(0, 0, 0, 0), depths=(0, 0, 0, 0), mlp_ratio=0,
+    msaa_out=128, msaa_factor=4, low_out=48, decoder=64,
+)
+
+
 def build(num_classes: int, in_channels: int = 3, variant: str = "full") -> nn.Module:
-    """Build SME-DeepLabV3+.
+    """Build SME-DeepLabV3+ (``lite0/1/2``: MSAA + ELA decoder on ImageNet EfficientNet-Lite).
 
     Args:
         num_classes: number of segmentation classes (background included).
@@ -454,6 +493,14 @@ def build(num_classes: int, in_channels: int = 3, variant: str = "full") -> nn.M
     Raises:
         ValueError: for an unknown ``variant``.
     """
+    if variant.startswith("lite"):
+        from models.arch.efficientnet_lite import INPUT_NORM
+
+        model = SMEDeepLabV3Plus(
+            num_classes, in_channels, LITE_DECODER, LiteBackbone(variant, in_channels)
+        )
+        model.input_norm = INPUT_NORM
+        return model
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; expected one of {sorted(VARIANTS)}")
     return SMEDeepLabV3Plus(num_classes, in_channels, VARIANTS[variant])

@@ -1,0 +1,86 @@
+"""The ImageNet EfficientNet-Lite loader and the ``lite*`` variants built on it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models import arch
+from models.arch.efficientnet_lite import (
+    EfficientNetLite,
+    load_imagenet,
+    pretrained_encoder,
+    weights_file,
+)
+from models.export import export_onnx
+
+
+@pytest.mark.parametrize("size", ["lite0", "lite1", "lite2"])
+def test_strict_load_every_key_from_the_wheel(size: str) -> None:
+    state = torch.load(weights_file(size), map_location="cpu", weights_only=True)
+    encoder = load_imagenet(EfficientNetLite(size, 3))
+    own = encoder.state_dict()
+    # every tensor of the file but the ImageNet classifier lands, bit-exact
+    for key, value in state.items():
+        if key.startswith("_fc."):
+            continue
+        assert torch.equal(own[key], value), key
+    assert set(own) == {k for k in state if not k.startswith("_fc.")}
+
+
+def test_a_wrong_shape_is_refused() -> None:
+    encoder = EfficientNetLite("lite0", 3)
+    encoder._conv_head = torch.nn.Conv2d(320, 640, 1, bias=False)
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        load_imagenet(encoder)
+
+
+def test_gray_stem_equals_rgb_on_a_repeated_gray_image() -> None:
+    gray = pretrained_encoder("lite0", 1).eval()
+    rgb = pretrained_encoder("lite0", 3).eval()
+    x = torch.rand(2, 1, 96, 96)
+    with torch.no_grad():
+        a, b = gray(x)[-1], rgb(x.repeat(1, 3, 1, 1))[-1]
+    assert torch.allclose(a, b, atol=1e-4)
+
+
+@pytest.mark.parametrize("dilate", [False, True])
+def test_feature_strides(dilate: bool) -> None:
+    encoder = pretrained_encoder("lite0", 3, dilate_last=dilate, pretrained=False).eval()
+    with torch.no_grad():
+        feats = encoder(torch.zeros(1, 3, 128, 160))
+    strides = [128 // f.shape[2] for f in feats]
+    assert strides == ([4, 8, 16, 16] if dilate else [4, 8, 16, 32])
+    assert [f.shape[1] for f in feats] == encoder.channels == [24, 40, 112, 320]
+
+
+def test_esg_lite_classifies_and_exports(tmp_path) -> None:
+    model = arch.build("esg_convnext", 7, 3, "lite0").eval()
+    assert model.input_norm == pytest.approx((127 / 255, 128 / 255))
+    diff = export_onnx(model, tmp_path / "esg.onnx", 3, [96, 96], "classify")
+    assert diff < 1e-4
+
+
+def test_sme_lite_segments_any_size_and_exports(tmp_path) -> None:
+    model = arch.build("sme_deeplabv3plus", 4, 1, "lite0").eval()
+    with torch.no_grad():
+        assert model(torch.zeros(1, 1, 72, 88)).shape == (1, 4, 72, 88)
+    # the decoder's initialisation must not overwrite the ImageNet encoder
+    fresh = pretrained_encoder("lite0", 1, dilate_last=True)
+    assert torch.equal(
+        model.backbone.encoder._blocks[3]._depthwise_conv.weight,
+        fresh._blocks[3]._depthwise_conv.weight,
+    )
+    diff = export_onnx(model, tmp_path / "sme.onnx", 1, [64, 64], "segment")
+    assert diff < 1e-4
+
+
+def test_aludef_lite_starts_from_the_pretrained_features() -> None:
+    model = arch.build("aludef", 5, 1, "lite0").eval()
+    x = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        # identity front modules at the start: the encoder sees the input unchanged
+        got = model.encoder(2.0 * model.attention(model.fusion(x)))[-1]
+        ref = model.encoder(x)[-1]
+        assert torch.allclose(got, ref, atol=1e-5)
+        assert model(x).shape == (2, 5)
