@@ -38,15 +38,15 @@ from typing import Any
 
 from pypylon import genicam, pylon
 
-from deploy.recipe import CameraSettings, Recipe
-from deploy.settings import Settings
+from core.recipe import CameraSettings, Recipe
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
 EMULATOR_DEVICE_CLASS = "BaslerCamEmu"
 IMAGE_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg")
 
-#: Frame pixel format names the :class:`~acquisition.frame.Frame` message supports, by the
+#: Frame pixel format names the :class:`~core.frame.Frame` message supports, by the
 #: GenICam names a camera may use for them (SFNC 2 name first).
 PIXEL_FORMAT_ALIASES: dict[str, tuple[str, ...]] = {
     "Mono8": ("Mono8",),

@@ -84,8 +84,9 @@ import redis
 from pypylon import genicam, pylon
 
 from acquisition.camera import close_camera, open_camera
-from acquisition.frame import Frame, last_frame_id_key, stream_key
-from deploy.metrics import (
+from core.bus import last_frame_id_key, set_camera_status, stream_key
+from core.frame import Frame
+from core.metrics import (
     CAMERA_CONNECTED,
     CAMERA_RECONNECTS,
     FRAME_BRIGHTNESS,
@@ -93,11 +94,10 @@ from deploy.metrics import (
     FRAMES_DROPPED,
     FRAMES_INCOMPLETE,
 )
-from deploy.recipe import Recipe
-from deploy.settings import Settings
-from deploy.stages import StageTimer
-from storage.redis_conn import connect
-from storage.verdicts import set_camera_status
+from core.recipe import Recipe
+from core.redis_conn import connect
+from core.settings import Settings
+from core.stages import StageTimer
 
 log = logging.getLogger(__name__)
 
@@ -609,7 +609,7 @@ def run_acquisition(
 
     ``max_frames`` stops after that many complete frames. Pass ``stats`` to read the
     counters live from another thread (a benchmark); the same object is returned. Pass
-    ``stages`` to read the per-stage times (:class:`deploy.stages.StageTimer`).
+    ``stages`` to read the per-stage times (:class:`core.stages.StageTimer`).
     """
     worker = AcquisitionWorker(
         settings, recipe, stop, redis_client=redis_client, stats=stats, stages=stages

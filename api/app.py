@@ -55,18 +55,18 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-import deploy.metrics as metrics
-from acquisition.frame import stream_key
+import core.metrics as metrics
 from api.overlay import encode_png, render_overlay
 from api.uploads import UploadError, decode_image, read_upload_form
-from deploy.recipe import Recipe, load_recipe
-from deploy.settings import Settings, get_settings
-from inference.result import InspectionResult
+from core.bus import camera_status, known_lines, line_snapshot, stream_lag
+from core.plc import plc_answer, unknown
+from core.recipe import Recipe, load_recipe
+from core.redis_conn import connect
+from core.result import InspectionResult
+from core.settings import Settings, get_settings
 from storage.db import current_revision, get_engine, head_revision, is_sqlite, migrate
 from storage.images import ImageStore, apply_retention
-from storage.redis_conn import connect
 from storage.repository import InspectionRecord, InspectionRepository, InvalidCursor
-from storage.verdicts import camera_status, known_lines, line_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +75,6 @@ ADHOC_LINE = "adhoc"
 ADHOC_COUNTER_KEY = "adhoc:frame_id"
 #: Recipe names accepted from clients: a file stem in ``recipes_dir``, nothing path-like.
 RECIPE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-DEFAULT_STALE_AFTER_MS = 1000
-#: Seconds a recipe's ``stale_after_ms`` is cached by the verdict endpoint.
-RECIPE_CACHE_S = 30.0
 MAX_REVIEW_BYTES = 64 * 1024
 
 #: ``factory(recipe, settings)`` -> an object with ``inspect(image, line_id=, frame_id=,
@@ -305,30 +302,11 @@ class Services:
         self.images = ImageStore.from_settings(settings)
         self.redis: redis.Redis = connect(settings, socket_timeout=2.0)
         self.inspectors = InspectorPool(settings, factory)
-        self._stale_cache: dict[str, tuple[float, int]] = {}
         self._head: str | None = None
 
     # -- verdict ----------------------------------------------------------------------------
-    def stale_after_ms(self, recipe_name: str | None) -> int:
-        """``stale_after_ms`` of the recipe a verdict names (default recipe, then 1000)."""
-        key = recipe_name or ""
-        now = time.monotonic()
-        hit = self._stale_cache.get(key)
-        if hit is not None and now - hit[0] < RECIPE_CACHE_S:
-            return hit[1]
-        value = DEFAULT_STALE_AFTER_MS
-        candidates = [recipe_name] if recipe_name and RECIPE_NAME.match(recipe_name) else []
-        for candidate in [*candidates, self.settings.recipe]:
-            try:
-                value = load_recipe(candidate, self.settings).stale_after_ms
-                break
-            except Exception:  # noqa: BLE001 - fall back to the next candidate / the default
-                continue
-        self._stale_cache[key] = (now, value)
-        return value
-
     def line_verdict(self, line_id: str) -> dict[str, Any]:
-        """The PLC answer for a line (see the module docstring)."""
+        """The PLC answer for a line (:func:`core.plc.plc_answer` of its Redis snapshot)."""
         try:
             snap = line_snapshot(self.redis, line_id)
         except redis.RedisError as exc:
@@ -338,49 +316,13 @@ class Services:
             ) from exc
         except ValueError as exc:  # a corrupt record in Redis: fail safe
             log.error("line %s: unreadable verdict/camera record in Redis: %s", line_id, exc)
-            return {"line_id": line_id, "verdict": "UNKNOWN", "code": 2,
-                    "reason": "invalid_record", "defects": [], "age_ms": None}
+            return unknown(line_id, "invalid_record")
         if snap.verdict is None and snap.camera is None and not snap.known:
             raise ApiError(
                 404, "not_found", f"line {line_id!r} never reported",
                 line_id=line_id, verdict="UNKNOWN", code=2,
             )
-        now = datetime.now(UTC)
-        body: dict[str, Any]
-        age_ms: float | None = None
-        if snap.verdict is None:
-            body = {
-                "inspection_id": None, "line_id": line_id, "frame_id": None,
-                "captured_at": None, "verdict": "UNKNOWN", "code": 2, "defects": [],
-                "models": {}, "latency_ms": None, "age_ms": None,
-            }
-        else:
-            body = dict(snap.verdict)
-            try:
-                captured = datetime.fromisoformat(str(body.get("captured_at")))
-                if captured.tzinfo is None:
-                    captured = captured.replace(tzinfo=UTC)
-                age_ms = round((now - captured).total_seconds() * 1000.0, 3)
-            except ValueError:
-                age_ms = None
-            body["age_ms"] = age_ms
-        stale_after = self.stale_after_ms(body.get("recipe") if snap.verdict else None)
-        camera_alive = snap.camera is not None and snap.camera.alive(now.timestamp())
-        reason: str | None = None
-        if not camera_alive:
-            reason = "camera_disconnected"
-        elif snap.verdict is None:
-            reason = "no_verdict_yet"
-        elif age_ms is None or abs(age_ms) > stale_after:
-            reason = "stale"
-        body["last_verdict"] = snap.verdict.get("verdict") if snap.verdict else None
-        if reason is not None:
-            body["verdict"] = "UNKNOWN"
-            body["code"] = 2
-        body["reason"] = reason
-        body["stale_after_ms"] = stale_after
-        body["camera_connected"] = camera_alive
-        return body
+        return plc_answer(line_id, snap, datetime.now(UTC))
 
     # -- ad-hoc inspection ------------------------------------------------------------------
     def next_adhoc_frame_id(self, floor: int = 0) -> int:
@@ -547,17 +489,9 @@ class Services:
                 metrics.CAMERA_CONNECTED.labels(line=line).set(
                     1 if cam is not None and cam.alive(now) else 0
                 )
-                try:
-                    groups = self.redis.xinfo_groups(stream_key(line))
-                except redis.ResponseError:  # no stream yet
-                    continue
-                for g in groups:
-                    name = g.get("name")
-                    if name in ("inference", b"inference"):
-                        lag = g.get("lag")
-                        if lag is None:  # unknown after trimming: pending is the best guess
-                            lag = g.get("pending", 0)
-                        metrics.STREAM_LAG.labels(line=line).set(int(lag))
+                lag = stream_lag(self.redis, line)
+                if lag is not None:
+                    metrics.STREAM_LAG.labels(line=line).set(lag)
         except redis.RedisError as exc:
             log.warning("metrics: Redis unavailable (%s); gauges not refreshed", exc)
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from inference.result import Defect
+from core.result import Defect
 
 #: Opacity of the class colour over the frame.
 ALPHA = 0.45

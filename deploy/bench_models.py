@@ -4,13 +4,16 @@ For each ONNX file in the zoo folder, at each batch size, the three engines get 
 float32 NCHW input (seeded random values at the model's ``input_size``) and the *same* number
 of threads, are warmed up, and are then timed call by call for ``seconds``:
 
-* ``onnxruntime``: :class:`inference.engine.OnnxModel`, i.e. exactly the session the service
-  builds (providers, graph optimisation, threads), through :meth:`OnnxModel.run`;
+* ``onnxruntime``: the service's backend (:class:`inference.backends.onnxruntime.
+  OnnxRuntimeBackend`: the session options every model runs with, CPU provider, threads);
 * ``pytorch``: the architecture rebuilt from ``models/arch`` (:mod:`deploy.bench_torch`) in
   eager mode under ``torch.inference_mode()`` with ``torch.set_num_threads(threads)``;
-* ``openvino``: the same ONNX file read by the OpenVINO runtime, reshaped to the batch,
-  compiled for CPU with ``INFERENCE_NUM_THREADS = threads``, f32 precision and the latency
-  hint (one stream, synchronous requests: the same work pattern as the other two).
+* ``openvino``: the service's OpenVINO backend (:class:`inference.backends.openvino.
+  OpenVinoBackend`) on the same ONNX file, reshaped to the batch, compiled for CPU with
+  ``INFERENCE_NUM_THREADS = threads``, f32 precision and the latency hint (one stream,
+  synchronous requests: the same work pattern as the other two).
+
+Both engines' ``run`` return a fresh output array, as the service needs.
 
 An engine that cannot run a model (OpenVINO not installed, no architecture name for
 PyTorch, an INT8 artifact for PyTorch) is skipped and the reason is written to the console
@@ -31,12 +34,10 @@ from typing import Any
 
 import numpy as np
 
+from inference.backends import BackendUnavailable
+
 ENGINES = ("onnxruntime", "pytorch", "openvino")
 Runner = Callable[[np.ndarray], object]
-
-
-class EngineUnavailable(RuntimeError):
-    """This engine cannot run this model here; the message says why."""
 
 
 @dataclass
@@ -123,66 +124,36 @@ def machine_info() -> dict[str, Any]:
 
 # -- engines ----------------------------------------------------------------------------------
 def ort_runner(path: Path, threads: int) -> tuple[Runner, str]:
-    """The service's own session (:class:`inference.engine.OnnxModel`, settings' spinning)."""
-    from deploy.settings import Settings
-    from inference.engine import OnnxModel
+    """The service's onnxruntime backend (CPU provider, the settings' spinning)."""
+    from core.settings import Settings
+    from inference.backends.onnxruntime import OnnxRuntimeBackend
 
     spinning = Settings().ort_spinning
-    model = OnnxModel(path, providers="CPUExecutionProvider", threads=threads, spinning=spinning)
-    return model.run, f"OnnxModel, providers {model.providers}, spinning {spinning}"
-
-
-def openvino_request(
-    path: Path, threads: int, shape: Sequence[int], perf_count: bool = False
-) -> Any:
-    """An OpenVINO CPU infer request for the ONNX ``path`` reshaped to ``shape``: ``threads``
-    inference threads, f32 precision, latency hint; ``perf_count`` turns on per-node timing
-    (``get_profiling_info``)."""
-    try:
-        import openvino as ov
-    except ImportError as exc:
-        raise EngineUnavailable(
-            "openvino is not installed (pip install openvino, or pip install -e '.[bench]')"
-        ) from exc
-    core = ov.Core()
-    try:
-        model = core.read_model(str(path))
-    except RuntimeError as exc:  # e.g. ai.onnx.ml operators (the AlexNet-SVM screen's SVM)
-        first = next((ln for ln in str(exc).splitlines() if "No conversion rule" in ln), "")
-        raise EngineUnavailable(f"OpenVINO cannot read this graph: {first or exc}") from exc
-    model.reshape([int(v) for v in shape])
-    config = {
-        "INFERENCE_NUM_THREADS": int(threads),
-        "INFERENCE_PRECISION_HINT": "f32",
-        "PERFORMANCE_HINT": "LATENCY",
-        "PERF_COUNT": bool(perf_count),
-    }
-    return core.compile_model(model, "CPU", config).create_infer_request()
+    backend = OnnxRuntimeBackend(
+        path, providers="CPUExecutionProvider", threads=threads, spinning=spinning
+    )
+    return backend.run, f"{backend.describe()}, spinning {spinning}"
 
 
 def openvino_runner(path: Path, threads: int, shape: Sequence[int]) -> tuple[Runner, str]:
-    """OpenVINO runtime on the same ONNX file, reshaped to ``shape`` and compiled for CPU."""
-    request = openvino_request(path, threads, shape)
+    """The service's OpenVINO backend (CPU, f32, latency hint) compiled for ``shape``."""
+    from inference.backends.openvino import OpenVinoBackend
 
-    def run(x: np.ndarray) -> object:
-        return request.infer({0: x}, share_inputs=True, share_outputs=True)
-
-    import openvino as ov
-
-    return run, f"openvino {ov.__version__}, CPU, f32, latency hint"
+    backend = OpenVinoBackend(path, threads=threads, shape=shape)
+    return backend.run, backend.describe()
 
 
 def torch_runner(
     path: Path, threads: int, checkpoint_dir: Path | None
 ) -> tuple[Runner, str]:
     """PyTorch eager with the same weights (see :mod:`deploy.bench_torch`); an INT8 artifact
-    has no eager equivalent (:class:`EngineUnavailable`)."""
+    has no eager equivalent (:class:`BackendUnavailable`)."""
     if ".int8" in Path(path).name:
-        raise EngineUnavailable("INT8 artifact: no PyTorch eager equivalent")
+        raise BackendUnavailable("INT8 artifact: no PyTorch eager equivalent")
     try:
         import torch
     except ImportError as exc:
-        raise EngineUnavailable("torch is not installed (pip install -e '.[train]')") from exc
+        raise BackendUnavailable("torch is not installed (pip install -e '.[train]')") from exc
     from deploy.bench_torch import build_torch_model
 
     net, note = build_torch_model(path, checkpoint_dir)
@@ -214,13 +185,12 @@ class ModelInfo:
 
 
 def discover(models_dir: Path) -> list[ModelInfo]:
-    """Every ``*.onnx`` in ``models_dir`` with valid SPEC metadata, sorted by name."""
-    from inference.engine import ModelMeta
-    from models.onnx_meta import read_props
+    """Every ``*.onnx`` in ``models_dir`` with valid artifact metadata, sorted by name."""
+    from core.model_meta import read_meta
 
     found = []
     for path in sorted(Path(models_dir).glob("*.onnx")):
-        meta = ModelMeta.from_props(read_props(path), source=str(path))
+        meta = read_meta(path)
         found.append(ModelInfo(path.stem, path, meta.task, meta.channels, meta.input_size))
     return found
 
@@ -281,12 +251,12 @@ def run_benchmark(
                         fn, note = openvino_runner(info.path, threads, shape)
                     elif engine == "pytorch":
                         if torch_error:
-                            raise EngineUnavailable(torch_error)
+                            raise BackendUnavailable(torch_error)
                         torch_net = torch_net or torch_runner(info.path, threads, checkpoint_dir)
                         fn, note = torch_net
                     else:
-                        raise EngineUnavailable(f"unknown engine {engine!r}")
-                except EngineUnavailable as exc:
+                        raise BackendUnavailable(f"unknown engine {engine!r}")
+                except BackendUnavailable as exc:
                     torch_error = str(exc) if engine == "pytorch" else torch_error
                     if not any(
                         s["model"] == info.name and s["engine"] == engine

@@ -15,7 +15,7 @@ or trimmed writes, undecodable/uninspectable frames, over all frames the camera 
 frames still waiting in the stream at the end (backlog: not dropped, but the line is not
 keeping up when it grows), grab-to-verdict p50/p99, CPU % (process and its children - the
 embedded Redis - where 100 % = one core) and peak RSS, and the time per stage from
-:class:`deploy.stages.StageTimer`.
+:class:`core.stages.StageTimer`.
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ class _ResourceSampler(threading.Thread):
 
 def _stop_embedded(data_dir: Path) -> None:
     """Shut the embedded Redis of ``data_dir`` down (it lives in a temporary folder)."""
-    from storage import redis_conn
+    from core import redis_conn
 
     server = redis_conn._embedded.pop(data_dir.resolve(), None)
     if server is not None:
@@ -142,14 +142,14 @@ def run_pipeline_bench(
     """
     os.environ.setdefault("PYLON_CAMEMU", "1")  # before pypylon's transport layer is used
     from acquisition.worker import AcquisitionStats, AcquisitionWorker
+    from core.recipe import load_recipe
+    from core.redis_conn import connect
+    from core.settings import Settings
+    from core.stages import StageTimer
     from deploy.bench_models import machine_info
-    from deploy.recipe import load_recipe
     from deploy.runner import prepare
-    from deploy.settings import Settings
-    from deploy.stages import StageTimer
+    from deploy.wiring import run_inference_worker
     from inference.pipeline import Inspector
-    from inference.worker import run_inference
-    from storage.redis_conn import connect
 
     tmp = Path(tempfile.mkdtemp(prefix="lineinspect-bench-"))
     line = f"bench-{uuid.uuid4().hex[:8]}"
@@ -176,7 +176,7 @@ def run_pipeline_bench(
         inf_result: dict[str, Any] = {}
 
         def infer() -> None:
-            inf_result["stats"] = run_inference(
+            inf_result["stats"] = run_inference_worker(
                 settings, rec, stop_inf, inspector=inspector, stages=stages, block_ms=200
             )
 

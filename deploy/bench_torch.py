@@ -3,7 +3,7 @@
 Architecture: the ``lineinspect.arch`` / ``lineinspect.variant`` metadata that
 :func:`models.export.export_checkpoint` writes; else the checkpoint's config; else the file
 stem when it names a registered architecture (the variant whose parameter shapes match the
-ONNX initializers best). Number of classes and channels come from the SPEC metadata.
+ONNX initializers best). Number of classes and channels come from the artifact metadata.
 
 Weights, in order of preference:
 
@@ -49,13 +49,13 @@ def _matches(state: dict[str, Any], inits: dict[str, Any]) -> list[str]:
 def build_torch_model(path: Path, checkpoint_dir: Path | None = None) -> tuple[Any, str]:
     """``(eval-mode nn.Module, note on where the weights came from)`` for the ONNX ``path``.
 
-    Raises :class:`deploy.bench_models.EngineUnavailable` when the architecture is unknown.
+    Raises :class:`inference.backends.BackendUnavailable` when the architecture is unknown.
     """
     import torch
 
-    from deploy.bench_models import EngineUnavailable
+    from core.model_meta import ModelMeta, read_props
+    from inference.backends import BackendUnavailable
     from models import arch as registry
-    from models.onnx_meta import ModelMeta, read_props
 
     props = read_props(path)
     meta = ModelMeta.from_props(props, str(path))
@@ -73,7 +73,7 @@ def build_torch_model(path: Path, checkpoint_dir: Path | None = None) -> tuple[A
     if not arch_name and stem in registry.ARCHITECTURES:
         arch_name, how = stem, "file stem (no lineinspect.arch metadata)"
     if not arch_name or arch_name not in registry.ARCHITECTURES:
-        raise EngineUnavailable(
+        raise BackendUnavailable(
             f"{path.name}: no lineinspect.arch metadata, no checkpoint in --checkpoint-dir and "
             "the file stem is not a registered architecture: cannot rebuild the PyTorch net"
         )

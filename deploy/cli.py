@@ -25,7 +25,7 @@ console = Console()
 
 
 def _settings(**overrides: object):  # noqa: ANN202 - Settings is imported lazily
-    from deploy.settings import Settings
+    from core.settings import Settings
 
     values = {k: v for k, v in overrides.items() if v not in (None, "")}
     settings = Settings(**values)
@@ -41,7 +41,7 @@ def _fail(message: str) -> None:
 
 
 def _recipe(settings):  # noqa: ANN001, ANN202
-    from deploy.recipe import load_recipe
+    from core.recipe import load_recipe
 
     try:
         return load_recipe(settings.recipe, settings)
@@ -88,11 +88,11 @@ def infer(
     line: str = typer.Option("", help="line id"),
 ) -> None:
     """Inspect frames from the stream, log them and publish verdicts (scale out freely)."""
-    from inference.worker import run_inference
+    from deploy.wiring import run_inference_worker
 
     settings = _settings(recipe=recipe, line_id=line)
     _serve_worker_metrics(settings)
-    run_inference(settings, _recipe(settings), _stop_on_signals())
+    run_inference_worker(settings, _recipe(settings), _stop_on_signals())
 
 
 @app.command()
@@ -203,12 +203,19 @@ def export(
     data: Path = typer.Option(None, help="data set to re-score the validation split on"),
     card: bool = typer.Option(True, help="write the model card <out>.md"),
     limit: list[str] = typer.Option(None, "--limit", help="a known limit for the card (repeat)"),
+    compare: Path = typer.Option(
+        None, exists=True, dir_okay=False, help="released ONNX file this replaces (with --data)"
+    ),
 ) -> None:
     """Export a checkpoint to ONNX with SPEC metadata, check parity, write the card."""
     from models.export import export_checkpoint
 
     extra = {"limits": limit} if limit else None
-    facts = export_checkpoint(checkpoint, out, version=version, data=data, card_extra=extra)
+    if compare is not None and data is None:
+        _fail("--compare needs --data (the validation split both files are scored on)")
+    facts = export_checkpoint(
+        checkpoint, out, version=version, data=data, card_extra=extra, compare=compare
+    )
     if card:
         from models.card import write_card
 
@@ -335,8 +342,8 @@ def bench_models(
     """Each zoo model on onnxruntime (as the service runs it), PyTorch eager and OpenVINO."""
     from rich.progress import Progress
 
+    from core.model_meta import ModelMetadataError
     from deploy.bench_models import ENGINES, print_report, run_benchmark, write_report
-    from inference.engine import ModelMetadataError
 
     chosen = [e.strip() for e in engines.split(",") if e.strip()]
     if not chosen or any(e not in ENGINES for e in chosen):
@@ -412,8 +419,8 @@ def bench_profile(
     top: int = typer.Option(12, min=1, help="operators listed per engine"),
 ) -> None:
     """Where one model's time goes: ms per operator and category on each engine, side by side."""
+    from core.model_meta import ModelMetadataError
     from deploy.profile_ops import ENGINES, print_profile, run_profile
-    from inference.engine import ModelMetadataError
 
     chosen = tuple(e.strip() for e in engines.split(",") if e.strip())
     if not chosen or any(e not in ENGINES for e in chosen):

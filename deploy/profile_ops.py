@@ -6,7 +6,8 @@ input (seeded standard normal at the model's ``input_size``, one batch size, the
 count) under their own profilers, and the time is summed per operator and per operator
 category, in milliseconds per batch.
 
-* onnxruntime: the service's session options (:func:`inference.engine.session_options`) with
+* onnxruntime: the service's session options (:func:`inference.backends.onnxruntime.
+  session_options`, through :func:`~inference.backends.onnxruntime.create_session`) with
   ``enable_profiling``; an operator's time is the sum of its nodes' ``*_kernel_time`` events
   (the optimised graph, so fused nodes such as ``FusedConv`` and the NCHWc layout reorders
   ``ReorderInput``/``ReorderOutput`` appear as onnxruntime runs them).
@@ -189,22 +190,20 @@ def profile_onnxruntime(
 ) -> tuple[list[OpTime], float]:
     """Per-op-type kernel time (ms per batch) of the service's session options with
     profiling on, and the unprofiled wall ms per batch (median of ``runs``) of
-    :class:`inference.engine.OnnxModel` as ``bench models`` runs it."""
-    import onnxruntime as ort
-
+    the onnxruntime backend as ``bench models`` runs it."""
+    from core.settings import Settings
     from deploy.bench_models import ort_runner
-    from deploy.settings import Settings
-    from inference.engine import session_options
+    from inference.backends.onnxruntime import create_session
 
     run, _ = ort_runner(path, threads)
     for _ in range(warmup):
         run(x)
     wall = _wall_ms(lambda: run(x), runs)
     with tempfile.TemporaryDirectory() as tmp:
-        opts = session_options(threads, Settings().ort_spinning)  # as ort_runner
-        opts.enable_profiling = True
-        opts.profile_file_prefix = str(Path(tmp) / "ort")
-        sess = ort.InferenceSession(str(path), opts, ["CPUExecutionProvider"])
+        sess = create_session(  # as ort_runner, plus the profiler
+            path, providers="CPUExecutionProvider", threads=threads,
+            spinning=Settings().ort_spinning, profile_prefix=str(Path(tmp) / "ort"),
+        )
         name = sess.get_inputs()[0].name
         for _ in range(warmup + runs):
             sess.run(None, {name: x})
@@ -256,13 +255,14 @@ def profile_openvino(
     """Per-node-type time (ms per batch) of the OpenVINO runtime compiled as ``bench models``
     compiles it (plus ``PERF_COUNT``), and its unprofiled wall ms per batch. Nodes fused into
     another (status ``NOT_RUN``) take no time; an op is labelled ``type (kernel)``."""
-    from deploy.bench_models import openvino_request, openvino_runner
+    from deploy.bench_models import openvino_runner
+    from inference.backends.openvino import OpenVinoBackend
 
     run, _ = openvino_runner(path, threads, x.shape)
     for _ in range(warmup):
         run(x)
     wall = _wall_ms(lambda: run(x), runs)
-    request = openvino_request(path, threads, x.shape, perf_count=True)
+    request = OpenVinoBackend(path, threads=threads, shape=x.shape, perf_count=True).request()
     for _ in range(warmup):
         request.infer({0: x})
     per_op: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
@@ -298,11 +298,11 @@ def run_profile(
     checkpoint_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Profile ``path`` on each engine; the report holds per-op and per-category ms/batch."""
-    from deploy.bench_models import EngineUnavailable, machine_info
-    from inference.engine import ModelMeta
-    from models.onnx_meta import read_props
+    from core.model_meta import read_meta
+    from deploy.bench_models import machine_info
+    from inference.backends import BackendUnavailable
 
-    meta = ModelMeta.from_props(read_props(path), source=str(path))
+    meta = read_meta(path)
     shape = (int(batch), meta.channels, *meta.input_size)
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     report: dict[str, Any] = {
@@ -321,8 +321,8 @@ def run_profile(
             elif engine == "openvino":
                 ops, wall = profile_openvino(path, x, threads, runs)
             else:
-                raise EngineUnavailable(f"unknown engine {engine!r}")
-        except (EngineUnavailable, ImportError) as exc:
+                raise BackendUnavailable(f"unknown engine {engine!r}")
+        except (BackendUnavailable, ImportError) as exc:
             report["skipped"].append({"engine": engine, "reason": str(exc)})
             continue
         report["engines"][engine] = {

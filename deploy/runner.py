@@ -14,16 +14,16 @@ import logging
 import os
 import threading
 
-from deploy.recipe import load_recipe
-from deploy.settings import Settings
+from core.recipe import load_recipe
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 def prepare(settings: Settings) -> Settings:
     """Start embedded services where none are configured; return the effective settings."""
+    from core.redis_conn import redis_url
     from storage.db import migrate
-    from storage.redis_conn import redis_url
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     effective = settings.model_copy(update={"redis_url": redis_url(settings)})
@@ -40,12 +40,14 @@ def run_all(settings: Settings) -> None:
     recipe = load_recipe(settings.recipe, settings)
     from acquisition.worker import run_acquisition
     from api.app import create_app
-    from inference.worker import run_inference
+    from deploy.wiring import run_inference_worker
 
     stop = threading.Event()
     workers = [
         threading.Thread(target=run_acquisition, args=(settings, recipe, stop), name="acquire"),
-        threading.Thread(target=run_inference, args=(settings, recipe, stop), name="infer"),
+        threading.Thread(
+            target=run_inference_worker, args=(settings, recipe, stop), name="infer"
+        ),
     ]
     for w in workers:
         w.start()

@@ -3,7 +3,7 @@
 How a frame flows through :meth:`Inspector.inspect`:
 
 1. **decode** (:meth:`Inspector.inspect_frame` only): the stream's raw bytes become a read-only
-   ``uint8`` view ``(H, W)`` / ``(H, W, 3)`` without a copy (:meth:`acquisition.frame.Frame.array`).
+   ``uint8`` view ``(H, W)`` / ``(H, W, 3)`` without a copy (:meth:`core.frame.Frame.array`).
 2. **ROI**: the recipe's ``roi`` ``[x, y, w, h]`` is clipped to the frame; only that area is
    tiled. Everything downstream (tile rects, defect boxes, the mask) stays in frame coordinates.
 3. **screen** (optional cascade, ``recipe.screen``): ``scope: frame`` runs the screen once on the
@@ -16,9 +16,10 @@ How a frame flows through :meth:`Inspector.inspect`:
 4. **tiling** (:mod:`inference.tiler`): per distinct ``(tile, stride)`` the area is cut into
    tiles (views; border tiles aligned to the border; areas smaller than a tile are
    reflection-padded). ``tile: 0`` = the whole area as one tile.
-5. **inference** (:mod:`inference.engine`): per model, tiles are preprocessed (SPEC section 3)
-   into a preallocated buffer and run in batches of ``batch_size``;
-   ``lineinspect_model_inference_seconds{model}`` observes the onnxruntime time per frame.
+5. **inference** (:mod:`inference.model` on the engine of :mod:`inference.backends`): per
+   model, tiles are preprocessed (:func:`core.preprocess.preprocess`) into a preallocated
+   buffer and run in batches of ``batch_size``; ``lineinspect_model_inference_seconds{model}``
+   observes the engine's time per frame.
 6. **stitching / postprocessing** (:mod:`inference.postprocess`): classifiers -> max-over-tiles
    score maps -> thresholded connected regions; segmenters -> averaged probability map ->
    argmax -> connected components filtered by min area and mean probability.
@@ -47,11 +48,12 @@ from datetime import UTC, datetime
 import cv2
 import numpy as np
 
-from acquisition.frame import Frame
-from deploy.metrics import MODEL_INFERENCE
-from deploy.recipe import ModelSpec, Recipe
-from deploy.settings import Settings
-from inference.engine import OnnxModel
+from core.frame import Frame
+from core.metrics import MODEL_INFERENCE
+from core.recipe import ModelSpec, Recipe
+from core.result import Defect, InspectionResult
+from core.settings import Settings
+from inference.model import OnnxModel, load_model
 from inference.postprocess import (
     Finding,
     SegmentationStitcher,
@@ -64,7 +66,6 @@ from inference.postprocess import (
     tiles_touching,
     unified_classes,
 )
-from inference.result import Defect, InspectionResult
 from inference.tiler import Rect, TileSet, clip_roi, make_tiles
 from inference.verdict import decide
 
@@ -84,12 +85,12 @@ def _check_spec(spec: ModelSpec) -> None:
 def _check_tile(spec: ModelSpec, model: OnnxModel) -> None:
     """A network trained on tiles of N frame px must be run on tiles of N frame px: other
     tile sizes change the scale of every defect it sees (``lineinspect.tile``)."""
-    if model.trained_tile and spec.tile != model.trained_tile:
+    trained = model.meta.tile
+    if trained and spec.tile != trained:
         cut = f"tile {spec.tile}" if spec.tile else "whole frames (tile 0)"
         raise ValueError(
             f"model {spec.name}: the recipe cuts {cut} but {model.path.name} was trained on "
-            f"{model.trained_tile}-px frame tiles (lineinspect.tile); set tile: "
-            f"{model.trained_tile}"
+            f"{trained}-px frame tiles (lineinspect.tile); set tile: {trained}"
         )
 
 
@@ -117,8 +118,9 @@ class Inspector:
         *,
         models: Mapping[str, OnnxModel] | None = None,
     ) -> None:
-        """Load every model of ``recipe`` (and its screen) with the providers/threads of
-        ``settings``; ``models`` (name -> loaded model) skips loading those (tests, API reuse)."""
+        """Load every model of ``recipe`` (and its screen) on the recipe's engine (else
+        ``settings.engine``) with the providers/threads of ``settings``; ``models`` (name ->
+        loaded model) skips loading those (tests, API reuse)."""
         settings = settings or Settings()
         self.recipe = recipe
         self.settings = settings
@@ -129,12 +131,8 @@ class Inspector:
             if spec.name in preloaded:
                 model = preloaded[spec.name]
             else:
-                model = OnnxModel(
-                    spec.resolved_path(),
-                    providers=settings.providers or None,
-                    threads=settings.ort_threads,
-                    name=spec.name,
-                    spinning=settings.ort_spinning,
+                model = load_model(
+                    spec.resolved_path(), settings, name=spec.name, engine=recipe.engine
                 )
             _check_tile(spec, model)
             return model
@@ -292,7 +290,7 @@ class Inspector:
         )
 
     def warmup(self, width: int = 1296, height: int = 966) -> None:
-        """Run one mid-gray frame through every model (first onnxruntime runs are slow)."""
+        """Run one mid-gray frame through every model (first runs of an engine are slow)."""
         self.inspect(np.full((height, width), 128, np.uint8), "warmup", 0, datetime.now(UTC))
 
     # -- stages -----------------------------------------------------------------------------

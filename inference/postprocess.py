@@ -10,7 +10,7 @@ Classification (tile logits ``[N, C]``)
     :func:`classification_score_map` renders it per pixel (reference / debugging).
 
 Segmentation (tile logits ``[N, C, h, w]``)
-    softmax per tile -> nearest resize back to tile size (SPEC section 3) -> crop padding ->
+    softmax per tile -> nearest resize back to tile size (docs/CONTRACT.md) -> crop padding ->
     stitched into a frame-level probability map, **averaged where tiles overlap**
     (:class:`SegmentationStitcher`) -> argmax class map; per defect class 8-connected components
     (``cv2.connectedComponentsWithStats``) with ``area >= min_area_for(cls)`` and **mean**
@@ -38,8 +38,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from deploy.recipe import ModelSpec
-from inference.result import Defect
+from core.recipe import ModelSpec
+from core.result import Defect
 from inference.tiler import Rect
 
 #: Classes that are never defects, whatever a recipe's ``ok_classes`` says.
@@ -247,7 +247,7 @@ class SegmentationStitcher:
             if (h_in, w_in) == (th, tw) == (h, w):
                 sub += p
             else:
-                # nearest resize back to the tile size (SPEC section 3), then keep only the
+                # nearest resize back to the tile size (docs/CONTRACT.md), then keep only the
                 # real (unpadded) pixels
                 for k in range(p.shape[0]):
                     up = cv2.resize(p[k], (tw, th), interpolation=cv2.INTER_NEAREST)

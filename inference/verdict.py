@@ -1,11 +1,11 @@
-"""The recipe's :class:`~deploy.recipe.VerdictRule` applied to a frame's defects."""
+"""The recipe's :class:`~core.recipe.VerdictRule` applied to a frame's defects."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from deploy.recipe import VerdictRule
-from inference.result import Defect
+from core.recipe import VerdictRule
+from core.result import Defect
 
 
 def relevant_defects(defects: Sequence[Defect], rule: VerdictRule) -> list[Defect]:

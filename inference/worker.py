@@ -1,8 +1,8 @@
 """Inference worker: Redis stream ``frames:{line}`` -> Inspector -> DB -> ack -> verdict.
 
-Delivery guarantees (SPEC section 6), per stream entry, in this order:
+Delivery guarantees (docs/CONTRACT.md), per stream entry, in this order:
 
-1. decode the :class:`~acquisition.frame.Frame`; an entry that cannot be decoded (missing
+1. decode the :class:`~core.frame.Frame`; an entry that cannot be decoded (missing
    fields, wrong byte count, trimmed away while pending) is acked, counted in
    ``lineinspect_frames_dropped_total`` and logged as an error - never inspected;
 2. :meth:`Inspector.inspect_frame`; an exception here is a frame that cannot be inspected:
@@ -15,12 +15,17 @@ Delivery guarantees (SPEC section 6), per stream entry, in this order:
 5. ``XACK`` - only now; a DB error in 3-4 leaves the entry pending (not acked), the worker backs
    off and retries it (re-reading its own pending entries); if it dies, another worker takes
    the entry over with ``XAUTOCLAIM`` once it has been idle ``claim_idle_ms``;
-6. ``publish_verdict`` with ``inspection_id`` set (skipped when a newer frame's verdict is
-   already published, e.g. for a reclaimed old frame);
+6. :func:`core.bus.publish_verdict` of the verdict record (:func:`core.plc.verdict_record`:
+   the inspection JSON with ``inspection_id`` and the recipe's ``stale_after_ms``/
+   ``valid_until``) - one atomic compare-and-set in Redis, so a reclaimed old frame never
+   replaces a newer frame's verdict, however the workers interleave;
 7. metrics: verdicts, defects, grab-to-verdict, brightness, stream lag.
 
 Redis connection errors anywhere: back off (0.1 s doubling to 5 s) and retry; nothing
 uncommitted is ever acked.
+
+The worker knows storage only through the :class:`Repository` and :class:`ImageStore`
+protocols; the composition root (``deploy``) passes ``storage``'s implementations in.
 """
 
 from __future__ import annotations
@@ -31,14 +36,15 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 import numpy as np
 import redis
 
-from acquisition.frame import Frame, stream_key
-from deploy.metrics import (
+from core.bus import GROUP, ensure_group, publish_verdict, stream_key, stream_lag
+from core.frame import Frame
+from core.metrics import (
     DEFECTS,
     FRAME_BRIGHTNESS,
     FRAMES_DROPPED,
@@ -47,17 +53,16 @@ from deploy.metrics import (
     STREAM_RECLAIMED,
     VERDICTS,
 )
-from deploy.recipe import Recipe
-from deploy.settings import Settings
-from deploy.stages import StageTimer
+from core.plc import verdict_record
+from core.recipe import Recipe
+from core.redis_conn import connect
+from core.result import InspectionResult
+from core.settings import Settings
+from core.stages import StageTimer
 from inference.pipeline import Inspector
-from inference.result import InspectionResult
-from storage.verdicts import latest_verdict, publish_verdict
 
 log = logging.getLogger(__name__)
 
-GROUP = "inference"
-DEFAULT_CLAIM_IDLE_MS = 10_000
 _REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)
 
 
@@ -128,40 +133,6 @@ class _Backoff:
         self.delay = self.first
 
 
-def ensure_group(r: redis.Redis, line_id: str) -> None:
-    """Create the ``inference`` consumer group on ``frames:{line}`` (MKSTREAM, from id 0)."""
-    try:
-        r.xgroup_create(stream_key(line_id), GROUP, id="0", mkstream=True)
-    except redis.ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
-
-
-def _default_storage(settings: Settings) -> tuple[Repository, ImageStore | None]:
-    """Build the repository and image store from the storage package.
-
-    Expected names (storage engineer): ``storage.db.get_engine(settings)``,
-    ``storage.repository.InspectionRepository(engine)``, ``storage.images.ImageStore``
-    (``from_settings(settings)`` or ``ImageStore(settings.image_store_path)``).
-    """
-    try:
-        from storage.db import get_engine  # type: ignore[import-not-found]
-        from storage.repository import InspectionRepository  # type: ignore[import-not-found]
-    except ImportError as exc:
-        raise RuntimeError(
-            "storage.repository / storage.db not available: pass repository= explicitly"
-        ) from exc
-    repository = InspectionRepository(get_engine(settings))
-    try:
-        from storage.images import ImageStore as _Store  # type: ignore[import-not-found]
-    except ImportError:
-        log.warning("storage.images not available: NG images are not retained")
-        return repository, None
-    if hasattr(_Store, "from_settings"):
-        return repository, _Store.from_settings(settings)
-    return repository, _Store(settings.image_store_path)
-
-
 class _Worker:
     def __init__(
         self,
@@ -175,9 +146,12 @@ class _Worker:
         claim_idle_ms: int,
         block_ms: int,
         count: int,
+        stale_after_ms: int,
         stages: StageTimer | None = None,
     ) -> None:
         self.settings = settings
+        #: written into every verdict record (the API never reads the recipe)
+        self.stale_after_ms = stale_after_ms
         #: per-stage times (see :func:`run_inference`)
         self.stages = stages or StageTimer()
         self.line = settings.line_id
@@ -302,13 +276,9 @@ class _Worker:
         if now - self.lag_updated < every_s:
             return
         self.lag_updated = now
-        for g in self.r.xinfo_groups(self.key):
-            name = g.get("name")
-            if name in (GROUP, GROUP.encode()):
-                lag = g.get("lag")
-                if lag is None:  # Redis < 7 or lag unknown: fall back to pending entries
-                    lag = g.get("pending", 0)
-                STREAM_LAG.labels(line=self.line).set(int(lag))
+        lag = stream_lag(self.r, self.line)
+        if lag is not None:
+            STREAM_LAG.labels(line=self.line).set(lag)
 
     # -- one entry --------------------------------------------------------------------------
     def _drop(self, entry_id: bytes, why: str) -> None:
@@ -381,18 +351,9 @@ class _Worker:
         return created
 
     def _publish(self, result: InspectionResult) -> None:
-        current = latest_verdict(self.r, result.line_id)
-        if current and current.get("captured_at"):
-            try:
-                published = datetime.fromisoformat(current["captured_at"])
-            except ValueError:
-                published = None
-            mine = result.captured_at
-            if mine.tzinfo is None:
-                mine = mine.replace(tzinfo=UTC)
-            if published is not None and published > mine:
-                return  # an older (reclaimed) frame must not hide a newer verdict
-        publish_verdict(self.r, result.line_id, result.as_json())
+        record = verdict_record(result, self.stale_after_ms)
+        if not publish_verdict(self.r, result.line_id, record):
+            log.info("frame %s: a newer verdict is published, kept it", result.frame_id)
 
     def _count(self, result: InspectionResult, frame: Frame, created: bool) -> None:
         if created:
@@ -412,11 +373,11 @@ class _Worker:
 def run_inference(
     settings: Settings,
     recipe: Recipe,
-    stop: threading.Event | None = None,
-    max_frames: int | None = None,
-    repository: Repository | None = None,
+    repository: Repository,
     image_store: ImageStore | None = None,
     *,
+    stop: threading.Event | None = None,
+    max_frames: int | None = None,
     inspector: Inspector | None = None,
     redis_client: redis.Redis | None = None,
     claim_idle_ms: int | None = None,
@@ -427,38 +388,29 @@ def run_inference(
     """Consume ``frames:{settings.line_id}`` in consumer group ``inference`` until ``stop`` is
     set or ``max_frames`` entries were handled (processed, duplicates and dropped).
 
-    ``repository``/``image_store`` default to the storage package's
-    (:func:`_default_storage`); ``inspector`` defaults to ``Inspector(recipe, settings)``;
-    ``redis_client`` to :func:`storage.redis_conn.connect`. ``claim_idle_ms`` (default
-    ``settings.claim_idle_ms`` if present, else 10 s): pending entries idle longer are taken
-    over from dead workers. ``block_ms``: XREADGROUP block timeout (keep < socket timeout).
-    ``count``: entries per read; 1 (default) spreads frames evenly over several workers, so
-    no frame waits behind another worker's backlog. ``stages``
-    (:class:`deploy.stages.StageTimer`) collects per-frame stage times: ``stream_read``,
-    ``decode``, the Inspector's ``tiling``/``preprocess:<m>``/``infer:<m>``/``stitch:<m>``/
-    ``mask``/``inspect_total``, ``db_write`` (with NG image), ``stream_ack``,
-    ``verdict_publish`` and ``grab_to_verdict``.
+    ``repository`` logs the inspections, ``image_store`` (None: no images kept) retains NG
+    frames and masks; ``inspector`` defaults to ``Inspector(recipe, settings)``;
+    ``redis_client`` to :func:`core.redis_conn.connect`. ``claim_idle_ms`` (default
+    ``settings.claim_idle_ms``): pending entries idle longer are taken over from dead
+    workers. ``block_ms``: XREADGROUP block timeout (keep < socket timeout). ``count``:
+    entries per read; 1 (default) spreads frames evenly over several workers, so no frame
+    waits behind another worker's backlog. ``stages`` (:class:`core.stages.StageTimer`)
+    collects per-frame stage times: ``stream_read``, ``decode``, the Inspector's
+    ``tiling``/``preprocess:<m>``/``infer:<m>``/``stitch:<m>``/``mask``/``inspect_total``,
+    ``db_write`` (with NG image), ``stream_ack``, ``verdict_publish`` and ``grab_to_verdict``.
     """
-    if repository is None:
-        repository, store = _default_storage(settings)
-        image_store = image_store if image_store is not None else store
-    if redis_client is None:
-        from storage.redis_conn import connect
-
-        redis_client = connect(settings)
-    if claim_idle_ms is None:
-        claim_idle_ms = int(getattr(settings, "claim_idle_ms", DEFAULT_CLAIM_IDLE_MS))
     worker = _Worker(
         settings=settings,
         inspector=inspector or Inspector(recipe, settings),
-        r=redis_client,
+        r=redis_client if redis_client is not None else connect(settings),
         repository=repository,
         image_store=image_store,
         stop=stop or threading.Event(),
         max_frames=max_frames,
-        claim_idle_ms=claim_idle_ms,
+        claim_idle_ms=settings.claim_idle_ms if claim_idle_ms is None else claim_idle_ms,
         block_ms=block_ms,
         count=count,
+        stale_after_ms=recipe.stale_after_ms,
         stages=stages,
     )
     return worker.run()

@@ -1,7 +1,8 @@
 """``lineinspect evaluate``: score a released ONNX model on a folder of images.
 
-Uses only the ONNX file, its ``lineinspect.*`` metadata and the SPEC section 3
-preprocessing (no torch), so anyone can check a card's numbers on their own data.
+Uses only the ONNX file, its ``lineinspect.*`` metadata and the contract's preprocessing
+(:func:`core.preprocess.preprocess`, docs/CONTRACT.md; no torch), so anyone can check a
+card's numbers on their own data.
 Segmentation predictions are resized back to each image's size (nearest) before scoring;
 a segmenter trained on tiles (``lineinspect.tile`` metadata) is run on the image's tiles and
 stitched (:func:`models.tiles.predict_tiled`). IoU is accumulated over all pixels of all
@@ -15,14 +16,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import onnxruntime as ort
 from tqdm import tqdm
 
+from core.model_meta import ModelMeta, read_meta
+from core.preprocess import preprocess
+from inference.backends.onnxruntime import create_session
 from models.data import DatasetIndex, Sample, assign_groups, grouped_split, index_dataset
 from models.data import read_gray_or_rgb as read_image
 from models.metrics import classification_metrics, confusion, segmentation_metrics_from_confusion
-from models.onnx_meta import ModelMeta, read_meta, trained_tile
-from models.preprocess import preprocess
 from models.tiles import predict_tiled
 
 
@@ -39,13 +40,6 @@ def select_samples(
     assign_groups(index, cache_dir=cache_dir)
     train, val = grouped_split(index, val_fraction, seed)
     return val if split == "val" else train
-
-
-def _session(path: Path, threads: int) -> ort.InferenceSession:
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
 def _gt_mask(s: Sample, shape: tuple[int, int]) -> np.ndarray:
@@ -71,11 +65,11 @@ def evaluate(
 ) -> dict:
     """Score ``model_path`` on the images under ``data``; returns the metrics dict."""
     meta: ModelMeta = read_meta(model_path)
-    if meta.task == "classify" and meta.classes == ["ok", "defect"]:
+    if meta.task == "classify" and meta.classes == ("ok", "defect"):
         return _evaluate_screen(model_path, data, split, seed, out_dir, val_fraction)
     index = index_dataset(data)
     samples = select_samples(index, split, seed, val_fraction, cache_dir=Path("runs/cache"))
-    sess = _session(model_path, threads)
+    sess = create_session(model_path, providers="CPUExecutionProvider", threads=threads)
     name = sess.get_inputs()[0].name
     if meta.task == "classify":
         class_map = _class_map(meta.classes, index.classes)
@@ -90,7 +84,7 @@ def evaluate(
     else:
         n = len(meta.classes)
         cm = np.zeros((n, n), np.int64)
-        tile = trained_tile(model_path)
+        tile = meta.tile
 
         def run(tiles: list[np.ndarray]) -> np.ndarray:
             x = preprocess(tiles, meta.channels, meta.input_size, meta.mean, meta.std)

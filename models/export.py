@@ -1,4 +1,5 @@
-"""``lineinspect export``: checkpoint -> ONNX with SPEC section 3 metadata -> model card.
+"""``lineinspect export``: checkpoint -> ONNX with the artifact metadata (docs/CONTRACT.md)
+-> model card.
 
 The EMA weights of the best checkpoint are exported (opset 17, TorchScript exporter,
 dynamic batch; dynamic H/W for segmenters), the ONNX output is checked against PyTorch
@@ -18,8 +19,9 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from core.model_meta import ModelMeta, write_meta
+from inference.backends.onnxruntime import create_session
 from models import arch as arch_registry
-from models.onnx_meta import ModelMeta, write_meta
 from models.onnx_rewrite import optimize_file
 
 
@@ -51,9 +53,7 @@ def count_flops(model: torch.nn.Module, x: torch.Tensor) -> int:
 
 def ort_latency(path: Path, shape: list[int], runs: int = 20, threads: int = 2) -> dict[str, float]:
     """onnxruntime CPU latency (p50/p99 ms) and tiles/s for input ``shape``."""
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    sess = create_session(path, providers="CPUExecutionProvider", threads=threads)
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     name = sess.get_inputs()[0].name
     for _ in range(3):
@@ -96,7 +96,7 @@ def export_onnx(
         dynamic_axes={"input": axes, "logits": axes},
     )
     optimize_file(out)
-    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    sess = create_session(out, providers="CPUExecutionProvider")
     diff = 0.0
     for n in (1, 3):
         xi = torch.randn(n, channels, h, w)
@@ -159,12 +159,11 @@ def export_checkpoint(
         std=ck["std"],
         version=version,
         dataset=ck["dataset"],
+        # trained on tiles of this many frame px: evaluate and the recipes tile alike
+        tile=int(cfg.get("tile") or 0),
     )
     # arch/variant let `lineinspect bench models` rebuild the same net in PyTorch
-    extra = {"arch": cfg["arch"], "variant": cfg["variant"]}
-    if cfg.get("tile"):  # trained on tiles of this many frame px: evaluate/recipes tile alike
-        extra["tile"] = str(cfg["tile"])
-    write_meta(out, meta, extra=extra)
+    write_meta(out, meta, extra={"arch": cfg["arch"], "variant": cfg["variant"]})
     params = sum(p.numel() for p in model.parameters())
     flops = count_flops(model, torch.zeros(1, cfg["channels"], *cfg["input_size"]))
     latency = {

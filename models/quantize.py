@@ -2,7 +2,7 @@
 
 Calibration data are *training* images of the model's data set (the train side of the same
 grouped split as training, :func:`models.evaluate.select_samples`), preprocessed exactly as
-SPEC section 3 says (:func:`models.preprocess.preprocess`), so the validation split stays
+SPEC section 3 says (:func:`core.preprocess.preprocess`), so the validation split stays
 unseen and the accuracy change measured on it is honest. A folder that is not a data set
 layout is used as a flat folder of images.
 
@@ -25,10 +25,10 @@ import numpy as np
 import onnx
 from onnxruntime.quantization import CalibrationDataReader
 
+from core.model_meta import PREFIX, read_meta, read_props
+from core.preprocess import preprocess
 from inference.tiler import make_tiles
 from models.data import IMAGE_EXTS, index_dataset, read_gray_or_rgb
-from models.onnx_meta import PREFIX, read_meta, read_props, trained_tile
-from models.preprocess import preprocess
 
 METHODS = ("minmax", "entropy", "percentile")
 
@@ -64,7 +64,7 @@ class _Reader(CalibrationDataReader):
         self.meta = read_meta(model)
         self.input_name = onnx.load(str(model), load_external_data=False).graph.input[0].name
         self.images, self.batch = images, batch
-        self.tile = trained_tile(model)
+        self.tile = self.meta.tile
         self._it: Iterator[dict[str, np.ndarray]] | None = None
 
     def _batches(self) -> Iterator[dict[str, np.ndarray]]:

@@ -21,8 +21,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from core.preprocess import resize_to, to_channels
 from models.data import Sample
-from models.preprocess import resize_to, to_channels
 
 #: the README's labelling rule for aluminium tiles
 MIN_DEFECT_PX = 32

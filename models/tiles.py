@@ -20,8 +20,8 @@ from collections.abc import Callable, Sequence
 import cv2
 import numpy as np
 
+from core.preprocess import resize_to
 from inference.tiler import make_tiles
-from models.preprocess import resize_to
 
 
 def cut_tiles(

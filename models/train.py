@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from core.preprocess import resize_to, to_channels
 from models import arch as arch_registry
 from models.data import (
     DatasetIndex,
@@ -36,7 +37,6 @@ from models.data import (
     read_gray_or_rgb,
 )
 from models.metrics import classification_metrics, segmentation_metrics
-from models.preprocess import resize_to, to_channels
 
 
 @dataclass

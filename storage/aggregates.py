@@ -22,20 +22,13 @@ from sqlalchemy import Engine, and_, cast, exists, func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import Integer
 
+from core.timeutil import as_utc, iso_utc
 from storage.db import session_factory
 from storage.orm import Defect as DefectRow
 from storage.orm import Inspection as InspectionRow
 
 #: Most time buckets one chart query may produce.
 MAX_BUCKETS = 1000
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _iso(value: datetime) -> str:
-    return _utc(value).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -59,9 +52,9 @@ class LogFilter:
         if self.reviewed is not None:
             out.append(InspectionRow.reviewed == self.reviewed)
         if self.since is not None:
-            out.append(InspectionRow.captured_at >= _utc(self.since))
+            out.append(InspectionRow.captured_at >= as_utc(self.since))
         if self.until is not None:
-            out.append(InspectionRow.captured_at < _utc(self.until))
+            out.append(InspectionRow.captured_at < as_utc(self.until))
         if self.defect_class is not None:
             out.append(
                 exists().where(
@@ -93,12 +86,12 @@ class LogAggregates:
             row = session.execute(stmt).first()
         if row is None:
             return None
-        return {"inspection_id": int(row[0]), "captured_at": _iso(row[1])}
+        return {"inspection_id": int(row[0]), "captured_at": iso_utc(row[1])}
 
     def logged_count(self, line_id: str, since: datetime) -> int:
         """Inspections of a line captured at or after ``since``."""
         stmt = select(func.count()).where(
-            InspectionRow.line_id == line_id, InspectionRow.captured_at >= _utc(since)
+            InspectionRow.line_id == line_id, InspectionRow.captured_at >= as_utc(since)
         )
         with self._read() as session:
             return int(session.execute(stmt).scalar_one())
@@ -125,7 +118,7 @@ class LogAggregates:
             ).scalar_one_or_none()
             if anchor is None:
                 return None
-            t, i = _utc(anchor), inspection_id
+            t, i = as_utc(anchor), inspection_id
             older = or_(
                 InspectionRow.captured_at < t,
                 and_(InspectionRow.captured_at == t, InspectionRow.id < i),
@@ -165,7 +158,7 @@ class LogAggregates:
         bucket]}}`` with every bucket present (zeros included). Raises ``ValueError`` when
         the range would have more than :data:`MAX_BUCKETS` buckets.
         """
-        since, until = _utc(since), _utc(until)
+        since, until = as_utc(since), as_utc(until)
         if bucket_s <= 0 or since >= until:
             raise ValueError("need bucket_s > 0 and since < until")
         start = int(since.timestamp()) // bucket_s * bucket_s
@@ -189,7 +182,7 @@ class LogAggregates:
             if 0 <= k < n:
                 series[str(cls)][k] += int(count)
         buckets = [
-            _iso(datetime.fromtimestamp(start + k * bucket_s, UTC)) for k in range(n)
+            iso_utc(datetime.fromtimestamp(start + k * bucket_s, UTC)) for k in range(n)
         ]
         return {"bucket_s": bucket_s, "buckets": buckets, "classes": classes, "series": series}
 
@@ -221,6 +214,6 @@ def default_window(
     since: datetime | None, until: datetime | None, span: timedelta = timedelta(hours=24)
 ) -> tuple[datetime, datetime]:
     """``(since, until)`` in UTC, defaulting to the ``span`` before ``until`` (or now)."""
-    until_u = _utc(until) if until is not None else datetime.now(UTC)
-    since_u = _utc(since) if since is not None else until_u - span
+    until_u = as_utc(until) if until is not None else datetime.now(UTC)
+    since_u = as_utc(since) if since is not None else until_u - span
     return since_u, until_u

@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from deploy.settings import Settings
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -39,7 +39,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from deploy.settings import Settings
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 

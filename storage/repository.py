@@ -31,7 +31,8 @@ from sqlalchemy import Engine, and_, delete, exists, func, or_, select, text, tu
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import selectinload
 
-from inference.result import Defect, InspectionResult, Verdict
+from core.result import Defect, InspectionResult, Verdict
+from core.timeutil import as_utc, iso_utc
 from storage.db import is_sqlite, session_factory, write_engine
 from storage.orm import REVIEW_ACTIONS, VERDICTS
 from storage.orm import Defect as DefectRow
@@ -46,18 +47,14 @@ class InvalidCursor(ValueError):
     """A pagination cursor that this repository did not produce."""
 
 
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def _iso(value: datetime | None) -> str | None:
-    return None if value is None else _utc(value).isoformat().replace("+00:00", "Z")
+    return None if value is None else iso_utc(value)
 
 
 def encode_cursor(captured_at: datetime, inspection_id: int) -> str:
     """Opaque url-safe cursor for the row ``(captured_at, inspection_id)``."""
     raw = json.dumps(
-        {"v": 1, "t": _utc(captured_at).isoformat(), "i": int(inspection_id)},
+        {"v": 1, "t": as_utc(captured_at).isoformat(), "i": int(inspection_id)},
         separators=(",", ":"),
     ).encode()
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
@@ -77,7 +74,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         ident = data["i"]
         if not isinstance(ident, int) or isinstance(ident, bool):
             raise ValueError("bad id")
-        return _utc(when), ident
+        return as_utc(when), ident
     except (ValueError, TypeError, KeyError, binascii.Error, UnicodeDecodeError) as exc:
         raise InvalidCursor(f"invalid cursor: {exc}") from None
 
@@ -156,7 +153,7 @@ def _result(row: InspectionRow) -> InspectionResult:
         inspection_id=row.id,
         line_id=row.line_id,
         frame_id=row.frame_id,
-        captured_at=_utc(row.captured_at),
+        captured_at=as_utc(row.captured_at),
         verdict=row.verdict,
         defects=[
             Defect(cls=d.cls, score=d.score, bbox=(d.x, d.y, d.w, d.h), area_px=d.area_px,
@@ -206,7 +203,7 @@ class InspectionRepository:
         values = {
             "line_id": result.line_id,
             "frame_id": int(result.frame_id),
-            "captured_at": _utc(result.captured_at),
+            "captured_at": as_utc(result.captured_at),
             "verdict": result.verdict,
             "code": int(Verdict[result.verdict]),
             "latency_ms": float(result.latency_ms),
@@ -327,11 +324,11 @@ class InspectionRepository:
     def delete_before(self, cutoff: datetime) -> int:
         """Delete inspections captured before ``cutoff`` (defects and reviews cascade)."""
         with self._write.begin() as session:
-            ids = select(InspectionRow.id).where(InspectionRow.captured_at < _utc(cutoff))
+            ids = select(InspectionRow.id).where(InspectionRow.captured_at < as_utc(cutoff))
             session.execute(delete(DefectRow).where(DefectRow.inspection_id.in_(ids)))
             session.execute(delete(ReviewRow).where(ReviewRow.inspection_id.in_(ids)))
             return session.execute(
-                delete(InspectionRow).where(InspectionRow.captured_at < _utc(cutoff))
+                delete(InspectionRow).where(InspectionRow.captured_at < as_utc(cutoff))
             ).rowcount
 
     # -- reads ------------------------------------------------------------------------------
@@ -386,9 +383,9 @@ class InspectionRepository:
         if reviewed is not None:
             stmt = stmt.where(InspectionRow.reviewed == reviewed)
         if since is not None:
-            stmt = stmt.where(InspectionRow.captured_at >= _utc(since))
+            stmt = stmt.where(InspectionRow.captured_at >= as_utc(since))
         if until is not None:
-            stmt = stmt.where(InspectionRow.captured_at < _utc(until))
+            stmt = stmt.where(InspectionRow.captured_at < as_utc(until))
         if defect_class is not None:
             stmt = stmt.where(
                 exists().where(

@@ -28,9 +28,9 @@ from fastapi import FastAPI, Query
 from fastapi.responses import FileResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
+from core.bus import camera_status, known_lines
 from storage.aggregates import MAX_BUCKETS, LogAggregates, LogFilter, default_window
 from storage.repository import InspectionRecord
-from storage.verdicts import camera_status, known_lines
 
 if TYPE_CHECKING:
     from api.app import Services

@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.model_meta import ModelMeta
 from models.arch.alexnet_spp import AlexNetSPP, build
-from models.onnx_meta import ModelMeta
 
 OPSET = 17
 

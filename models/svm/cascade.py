@@ -27,8 +27,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from deploy.recipe import Recipe, load_recipe
-from deploy.settings import Settings
+from core.recipe import Recipe, load_recipe
+from core.settings import Settings
 from inference.pipeline import Inspector
 from models.data import Sample
 from models.svm.evaluate_screen import select

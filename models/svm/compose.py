@@ -23,15 +23,15 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import torch
 from onnx import TensorProto, helper, numpy_helper
 from skl2onnx import to_onnx
 from skl2onnx.common.data_types import FloatTensorType
 from sklearn.pipeline import Pipeline
 
+from core.model_meta import ModelMeta
+from inference.backends.onnxruntime import create_session
 from models.arch.alexnet_spp import FEATURE_DIM, AlexNetSPP, FeatureExtractor
-from models.onnx_meta import ModelMeta
 from models.svm.views import add_view_average
 
 OPSET = 17
@@ -79,7 +79,7 @@ def convert_svm(pipe: Pipeline) -> tuple[onnx.ModelProto, int, float]:
             scaler.mean_ + scaler.scale_ * rng.standard_normal((8, len(scaler.mean_))),
         ]
     ).astype(np.float32)
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    sess = create_session(model.SerializeToString(), providers="CPUExecutionProvider")
     scores = sess.run([scores_name], {"features": probe})[0]
     ref = pipe.decision_function(probe)
     errs = {

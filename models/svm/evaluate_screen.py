@@ -1,7 +1,7 @@
 """Score the OK/NG screen ONNX file on KolektorSDD (for ``lineinspect evaluate``).
 
 Uses only the ONNX file, its ``lineinspect.*`` metadata and the SPEC section 3 preprocessing
-(:mod:`models.preprocess`), no torch or scikit-learn. The data set's ``Sample.label`` (0 = ok,
+(:mod:`core.preprocess`), no torch or scikit-learn. The data set's ``Sample.label`` (0 = ok,
 1 = defective, from ``labels.csv``) is the truth; the prediction is the argmax of the logits
 (``["ok", "defect"]``), i.e. the screen threshold baked into the graph.
 """
@@ -11,12 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
+from core.model_meta import read_meta
+from core.preprocess import preprocess
+from inference.backends.onnxruntime import create_session
 from models.data import Sample, assign_groups, grouped_split, index_dataset, read_gray_or_rgb
 from models.metrics import confusion
-from models.onnx_meta import read_meta
-from models.preprocess import preprocess
 
 
 def select(data: Path, split: str, seed: int = 0, val_fraction: float = 0.2) -> list[Sample]:
@@ -32,11 +32,11 @@ def select(data: Path, split: str, seed: int = 0, val_fraction: float = 0.2) -> 
 
 
 def screen_scores(model_path: Path, samples: list[Sample], batch: int = 16) -> np.ndarray:
-    """Logits ``[N, 2]`` of the screen for ``samples`` (SPEC preprocessing from metadata)."""
+    """Logits ``[N, 2]`` of the screen for ``samples`` (the contract's preprocessing)."""
     meta = read_meta(model_path)
-    if meta.classes != ["ok", "defect"]:
+    if meta.classes != ("ok", "defect"):
         raise ValueError(f"{model_path}: not an OK/NG screen (classes {meta.classes})")
-    sess = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    sess = create_session(model_path, providers="CPUExecutionProvider")
     name = sess.get_inputs()[0].name
     out = []
     for i in range(0, len(samples), batch):

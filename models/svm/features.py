@@ -1,6 +1,6 @@
 """KolektorSDD in memory, from-scratch training of AlexNet-SPP, and 256-d feature extraction.
 
-Images go through the SPEC section 3 preprocessing (:mod:`models.preprocess`: gray, bilinear
+Images go through the SPEC section 3 preprocessing (:mod:`core.preprocess`: gray, bilinear
 resize to the input size, /255, mean/std) so that training sees exactly what the ONNX screen
 sees. Decoded/resized images and masks are cached as ``.npz`` per input size.
 
@@ -39,9 +39,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core.preprocess import resize_to, to_channels
 from models.arch.alexnet_spp import AlexNetSPP, aux_target, build
 from models.data import Sample, read_gray_or_rgb
-from models.preprocess import resize_to, to_channels
 from models.train import Ema
 
 BRIGHTNESS = (0.2, 0.5, 1.0, 1.2, 1.5)

@@ -52,10 +52,10 @@ import onnx
 import onnxruntime as ort
 import torch
 
+from core.model_meta import ModelMeta
 from models.arch.alexnet_spp import FeatureExtractor, build
 from models.data import assign_groups, grouped_split, index_dataset
 from models.export import count_flops, ort_latency
-from models.onnx_meta import ModelMeta
 from models.svm import compose as composer
 from models.svm.evaluate_screen import (
     evaluate_screen,

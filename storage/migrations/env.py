@@ -25,7 +25,7 @@ def _url() -> str:
     url = config.attributes.get("url") or context.get_x_argument(as_dictionary=True).get("url")
     url = url or config.get_main_option("sqlalchemy.url")
     if not url:
-        from deploy.settings import Settings
+        from core.settings import Settings
 
         url = Settings().sqlalchemy_url
     return url

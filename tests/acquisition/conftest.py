@@ -17,8 +17,9 @@ from typing import Any  # noqa: E402
 
 import pytest  # noqa: E402
 
-from deploy.recipe import CameraSettings, Recipe  # noqa: E402
-from deploy.settings import DEMO_FRAMES_DIR, Settings  # noqa: E402
+from core.bus import line_keys  # noqa: E402
+from core.recipe import CameraSettings, Recipe  # noqa: E402
+from core.settings import DEMO_FRAMES_DIR, Settings  # noqa: E402
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -62,7 +63,7 @@ def line_id(redis_client: Any) -> Iterator[str]:
     """A unique line id; its Redis keys are deleted afterwards."""
     line = f"test-acq-{uuid.uuid4().hex[:10]}"
     yield line
-    redis_client.delete(f"frames:{line}", f"frameid:{line}", f"camera:{line}")
+    redis_client.delete(*line_keys(line))
     redis_client.srem("lines", line)
 
 

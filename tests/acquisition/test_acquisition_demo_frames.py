@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from deploy.settings import DEMO_FRAMES_DIR, REPO_ROOT
+from core.settings import DEMO_FRAMES_DIR, REPO_ROOT
 
 SCRIPT = REPO_ROOT / "deploy" / "demo" / "make_demo_frames.py"
 

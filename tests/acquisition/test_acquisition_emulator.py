@@ -18,11 +18,11 @@ import pytest
 from prometheus_client import REGISTRY
 
 from acquisition.camera import CameraNotFoundError, close_camera, find_device, open_camera
-from acquisition.frame import Frame, last_frame_id_key, stream_key
 from acquisition.worker import AcquisitionStats, AcquisitionWorker, run_acquisition
-from deploy.recipe import Recipe
-from deploy.settings import Settings
-from storage.verdicts import camera_status
+from core.bus import camera_status, last_frame_id_key, stream_key
+from core.frame import Frame
+from core.recipe import Recipe
+from core.settings import Settings
 
 pytestmark = pytest.mark.redis
 

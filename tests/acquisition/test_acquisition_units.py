@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from acquisition.frame import last_frame_id_key, stream_key
 from acquisition.worker import FrameIdTracker, TrimMonitor
+from core.bus import last_frame_id_key, stream_key
 
 
 def test_consecutive_ids_have_no_gap() -> None:

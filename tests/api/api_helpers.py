@@ -7,9 +7,9 @@ from datetime import datetime
 
 import numpy as np
 
-from deploy.recipe import Recipe
-from deploy.settings import Settings
-from inference.result import Defect, InspectionResult
+from core.recipe import Recipe
+from core.result import Defect, InspectionResult
+from core.settings import Settings
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 API_KEY = "test-key-7f3a"

@@ -19,7 +19,8 @@ import redis
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from deploy.settings import Settings
+from core.bus import line_keys
+from core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
@@ -52,7 +53,7 @@ def new_line(redis_client: redis.Redis) -> Iterator[Callable[[], str]]:
 
     yield make
     for line in made:
-        redis_client.delete(f"frames:{line}", f"verdict:{line}", f"camera:{line}")
+        redis_client.delete(*line_keys(line))
         redis_client.srem("lines", line)
 
 

@@ -12,11 +12,11 @@ import numpy as np
 import redis
 from fastapi.testclient import TestClient
 
-from acquisition.frame import Frame, stream_key
 from api.app import create_app
-from deploy.recipe import Recipe
-from inference.worker import run_inference
-from storage.verdicts import set_camera_status
+from core.bus import set_camera_status, stream_key
+from core.frame import Frame
+from core.recipe import Recipe
+from deploy.wiring import run_inference_worker
 from tests.onnx_factory import make_segmenter
 
 FH, FW = 96, 128
@@ -43,8 +43,8 @@ def test_worker_to_api(make_settings, tmp_path: Path, redis_client: redis.Redis,
     timer = threading.Timer(30.0, stop.set)
     timer.start()
     try:
-        stats = run_inference(settings, recipe, stop=stop, max_frames=4, block_ms=100,
-                              redis_client=r)
+        stats = run_inference_worker(settings, recipe, stop, max_frames=4, block_ms=100,
+                                     redis_client=r)
     finally:
         timer.cancel()
     assert (stats.processed, stats.duplicates) == (3, 1)

@@ -7,9 +7,8 @@ import time
 import redis
 from fastapi.testclient import TestClient
 
-from acquisition.frame import stream_key
 from api.app import create_app
-from storage.verdicts import set_camera_status
+from core.bus import set_camera_status, stream_key
 from tests.api.api_helpers import closed_port, fake_factory
 
 SPEC_METRICS = [

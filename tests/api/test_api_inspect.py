@@ -14,8 +14,8 @@ import redis
 from fastapi.testclient import TestClient
 
 from api.app import ADHOC_COUNTER_KEY, create_app
-from deploy.settings import Settings
-from inference.result import InspectionResult
+from core.result import InspectionResult
+from core.settings import Settings
 from tests.onnx_factory import make_segmenter
 
 URL = "/api/v1/inspect"

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from fastapi.testclient import TestClient
 
-from inference.result import Defect, InspectionResult
+from core.result import Defect, InspectionResult
 from tests.api.api_helpers import API_KEY
 
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)

@@ -1,4 +1,8 @@
-"""PLC verdict endpoint: served from Redis, fail-safe UNKNOWN when stale or camera down."""
+"""PLC verdict endpoint: served from Redis, fail-safe UNKNOWN when stale or camera down.
+
+The staleness limit comes from the verdict record itself (the worker writes the recipe's
+``stale_after_ms`` into it); the API never reads a recipe to answer the PLC.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,26 @@ import redis
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from storage.verdicts import camera_key, publish_verdict, set_camera_status, verdict_key
+from core.bus import (
+    camera_key,
+    publish_verdict,
+    set_camera_status,
+    verdict_key,
+    verdict_ts_key,
+)
 from tests.api.api_helpers import STALE_AFTER_MS, closed_port, fake_factory
 
 
-def _publish(r: redis.Redis, line: str, verdict: str = "OK", age_s: float = 0.0) -> dict:
+def _publish(
+    r: redis.Redis,
+    line: str,
+    verdict: str = "OK",
+    age_s: float = 0.0,
+    stale_after_ms: int | None = STALE_AFTER_MS,
+) -> dict:
+    """Make this the line's latest verdict record (an older one replaces the stored one: the
+    test stands for a line whose last verdict is that old)."""
+    r.delete(verdict_key(line), verdict_ts_key(line))
     captured = datetime.now(UTC) - timedelta(seconds=age_s)
     body = {
         "inspection_id": 17, "line_id": line, "frame_id": 1234,
@@ -24,7 +43,9 @@ def _publish(r: redis.Redis, line: str, verdict: str = "OK", age_s: float = 0.0)
         ],
         "models": {"m": "1.0.0"}, "latency_ms": 20.0, "age_ms": 0.0, "recipe": "test-recipe",
     }
-    publish_verdict(r, line, body)
+    if stale_after_ms is not None:
+        body["stale_after_ms"] = stale_after_ms
+    assert publish_verdict(r, line, body)
     return body
 
 
@@ -57,6 +78,22 @@ def test_ok_and_old_verdicts(client: TestClient, redis_client: redis.Redis, line
     body = client.get(f"/api/v1/lines/{line_id}/verdict").json()
     assert (body["verdict"], body["code"], body["reason"]) == ("UNKNOWN", 2, "stale")
     _publish(redis_client, line_id, "OK", age_s=-5)  # from the future: clock skew
+    body = client.get(f"/api/v1/lines/{line_id}/verdict").json()
+    assert (body["verdict"], body["reason"]) == ("UNKNOWN", "stale")
+
+
+def test_staleness_comes_from_the_record(client: TestClient, redis_client: redis.Redis,
+                                         line_id: str) -> None:
+    """The record's ``stale_after_ms`` decides, not the recipe file (500 ms here); a record
+    without one (an older worker) gets the contract's default of 1000 ms."""
+    set_camera_status(redis_client, line_id, True)
+    _publish(redis_client, line_id, "NG", age_s=2.0, stale_after_ms=5000)
+    body = client.get(f"/api/v1/lines/{line_id}/verdict").json()
+    assert (body["verdict"], body["reason"], body["stale_after_ms"]) == ("NG", None, 5000)
+    _publish(redis_client, line_id, "OK", age_s=0.7, stale_after_ms=None)
+    body = client.get(f"/api/v1/lines/{line_id}/verdict").json()
+    assert (body["verdict"], body["reason"], body["stale_after_ms"]) == ("OK", None, 1000)
+    _publish(redis_client, line_id, "OK", age_s=1.2, stale_after_ms=None)
     body = client.get(f"/api/v1/lines/{line_id}/verdict").json()
     assert (body["verdict"], body["reason"]) == ("UNKNOWN", "stale")
 

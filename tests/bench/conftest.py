@@ -22,8 +22,8 @@ def export_tiny_net(
 ) -> Path:
     """A small conv net exported like the zoo (SPEC + arch metadata); needs torch."""
     torch = pytest.importorskip("torch")
+    from core.model_meta import ModelMeta, write_meta
     from models.export import export_onnx
-    from models.onnx_meta import ModelMeta, write_meta
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(
@@ -45,9 +45,9 @@ def export_tiny_net(
 def export_tiny_arch(path: Path, size: int = 64) -> Path:
     """A registered architecture (mm, small) exported with ``lineinspect.arch`` metadata."""
     torch = pytest.importorskip("torch")
+    from core.model_meta import ModelMeta, write_meta
     from models import arch
     from models.export import export_onnx
-    from models.onnx_meta import ModelMeta, write_meta
 
     torch.manual_seed(0)
     net = arch.build("mm", 3, 1, "small").eval()

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.settings import DEMO_FRAMES_DIR, REPO_ROOT
-from deploy.stages import StageTimer
+from core.settings import DEMO_FRAMES_DIR, REPO_ROOT
+from core.stages import StageTimer
 
 HEADLINE = (
     "sustained_fps", "grab_fps", "dropped_pct", "grab_to_verdict_p50_ms",

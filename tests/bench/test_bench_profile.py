@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from core.model_meta import ModelMeta, write_meta
 from deploy.cli import app
 from deploy.profile_ops import (
     CATEGORIES,
@@ -20,7 +21,6 @@ from deploy.profile_ops import (
     profile_onnxruntime,
     torch_category,
 )
-from models.onnx_meta import ModelMeta, write_meta
 
 
 def _profile(model: Path, out: Path, *extra: str) -> dict:

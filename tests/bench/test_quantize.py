@@ -8,11 +8,11 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from deploy.recipe import ModelSpec
-from inference.engine import OnnxModel
+from core.model_meta import read_meta, read_props
+from core.preprocess import preprocess
+from core.recipe import ModelSpec
+from inference.model import OnnxModel
 from models.data import read_gray_or_rgb
-from models.onnx_meta import read_meta, read_props
-from models.preprocess import preprocess
 from models.quantize import int8_path, quantize_int8
 from tests.bench.conftest import export_tiny_net
 
@@ -55,7 +55,7 @@ def test_int8_keeps_metadata_and_marks_version(quantized: tuple[Path, Path]) -> 
     has_qdq = any(n.op_type == "QuantizeLinear" for n in __import__("onnx").load(str(int8))
                   .graph.node)
     assert has_qdq
-    OnnxModel(int8)  # the service engine accepts it (SPEC metadata valid)
+    OnnxModel(int8)  # the service engine accepts it (artifact metadata valid)
 
 
 def test_recipe_quantize_int8_selects_the_quantised_file(quantized: tuple[Path, Path]) -> None:

@@ -1,9 +1,9 @@
 """Static checks of the deployment files: docker-compose.yml, deploy/Dockerfile, .dockerignore,
 Prometheus (scrape config, alert rules) and Grafana (provisioning, dashboard).
 
-Nothing here needs a Docker engine. Metric names are checked against what ``deploy.metrics``
+Nothing here needs a Docker engine. Metric names are checked against what ``core.metrics``
 really registers (walking ``prometheus_client.REGISTRY``), settings against
-``deploy.settings.Settings``. ``docker compose config`` and ``promtool`` checks run when those
+``core.settings.Settings``. ``docker compose config`` and ``promtool`` checks run when those
 tools are installed and are skipped otherwise.
 """
 
@@ -124,7 +124,7 @@ def exported_metrics() -> set[str]:
     """Every sample name the service's metrics expose, from the registry (no fixed list)."""
     import prometheus_client
 
-    import deploy.metrics  # noqa: F401 - registers the metrics
+    import core.metrics  # noqa: F401 - registers the metrics
 
     suffixes = {
         "counter": ("_total", "_created"),
@@ -138,19 +138,19 @@ def exported_metrics() -> set[str]:
             continue
         names.update(family.name + s for s in suffixes.get(family.type, ("",)))
         names.update(s.name for s in family.samples)
-    assert names, "deploy.metrics registered no lineinspect_* metric"
+    assert names, "core.metrics registered no lineinspect_* metric"
     return names
 
 
 @pytest.fixture(scope="module")
 def line_labelled_metrics() -> set[str]:
-    """Base names of the deploy.metrics metrics that carry a ``line`` label."""
+    """Base names of the core.metrics metrics that carry a ``line`` label."""
     from prometheus_client.metrics import MetricWrapperBase
 
-    import deploy.metrics
+    import core.metrics
 
     out = set()
-    for obj in vars(deploy.metrics).values():
+    for obj in vars(core.metrics).values():
         if isinstance(obj, MetricWrapperBase) and "line" in obj._labelnames:
             out.add(obj._name)
     assert out
@@ -218,7 +218,7 @@ def test_only_the_api_publishes_lineinspect_ports(services: dict[str, Any]) -> N
 
 
 def test_environment_uses_real_settings(services: dict[str, Any]) -> None:
-    from deploy.settings import Settings
+    from core.settings import Settings
 
     fields = {"LINEINSPECT_" + f.upper() for f in Settings.model_fields}
     for name in LINEINSPECT_COMMANDS:
@@ -236,7 +236,7 @@ def test_environment_uses_real_settings(services: dict[str, Any]) -> None:
 
 
 def test_recipe_exists(services: dict[str, Any]) -> None:
-    from deploy.settings import RECIPES_DIR
+    from core.settings import RECIPES_DIR
 
     for name in LINEINSPECT_COMMANDS:
         recipe = _env(services[name])["LINEINSPECT_RECIPE"]

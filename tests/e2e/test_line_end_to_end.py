@@ -27,9 +27,10 @@ import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
-from acquisition.frame import Frame, stream_key
 from api.app import create_app
-from deploy.settings import REPO_ROOT, Settings
+from core.bus import line_keys, stream_key
+from core.frame import Frame
+from core.settings import REPO_ROOT, Settings
 from storage.db import migrate
 from tests.onnx_factory import make_segmenter
 
@@ -125,8 +126,7 @@ def line(tmp_path: Path) -> Iterator[dict]:
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
-        r.delete(stream_key(line_id), f"frameid:{line_id}", f"camera:{line_id}",
-                 f"verdict:{line_id}")
+        r.delete(*line_keys(line_id))
         r.srem("lines", line_id)
         r.close()
 

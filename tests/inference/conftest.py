@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from core.bus import line_keys  # noqa: E402
 from tests.onnx_factory import make_classifier, make_segmenter  # noqa: E402
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -47,5 +48,5 @@ def line_id(redis_client: Any) -> Iterator[str]:
     """A unique line id; its Redis keys are deleted afterwards."""
     line = f"test-inf-{uuid.uuid4().hex[:10]}"
     yield line
-    redis_client.delete(f"frames:{line}", f"verdict:{line}", f"camera:{line}")
+    redis_client.delete(*line_keys(line))
     redis_client.srem("lines", line)

@@ -16,10 +16,10 @@ import cv2
 import numpy as np
 import pytest
 
-from deploy.recipe import Recipe, load_recipe
-from deploy.settings import Settings
+from core.model_meta import read_props
+from core.recipe import Recipe, load_recipe
+from core.settings import Settings
 from models.data import Sample
-from models.onnx_meta import read_props
 from models.svm.cascade import measure
 from tests.onnx_factory import make_segmenter
 

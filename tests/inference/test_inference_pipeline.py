@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from acquisition.frame import Frame
-from deploy.recipe import Recipe
-from deploy.settings import Settings
+from core.frame import Frame
+from core.recipe import Recipe
+from core.settings import Settings
 from inference.pipeline import Inspector
 from tests.onnx_factory import make_classifier, make_segmenter
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deploy.recipe import ModelSpec
+from core.recipe import ModelSpec
+from core.result import Defect
 from inference.postprocess import (
     Finding,
     SegmentationStitcher,
@@ -17,7 +18,6 @@ from inference.postprocess import (
     segmentation_defects,
     unified_classes,
 )
-from inference.result import Defect
 from inference.tiler import Rect, make_tiles, tile_rects
 
 CLASSES = ("defect_free", "scratch", "pit")

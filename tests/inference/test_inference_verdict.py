@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from deploy.recipe import VerdictRule
-from inference.result import Defect
+from core.recipe import VerdictRule
+from core.result import Defect
 from inference.verdict import decide, relevant_defects
 
 

@@ -18,13 +18,13 @@ import pytest
 import redis
 from prometheus_client import REGISTRY
 
-from acquisition.frame import Frame, stream_key
-from deploy.recipe import Recipe
-from deploy.settings import Settings
+from core.bus import GROUP, latest_verdict, stream_key
+from core.frame import Frame
+from core.recipe import Recipe
+from core.result import InspectionResult
+from core.settings import Settings
 from inference.pipeline import Inspector
-from inference.result import InspectionResult
-from inference.worker import GROUP, run_inference
-from storage.verdicts import latest_verdict
+from inference.worker import run_inference
 
 pytestmark = pytest.mark.redis
 

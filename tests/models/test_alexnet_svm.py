@@ -19,9 +19,9 @@ pytest.importorskip("onnx")
 pytest.importorskip("sklearn")
 pytest.importorskip("skl2onnx")
 
+from core.model_meta import REQUIRED, ModelMeta, read_meta, read_props  # noqa: E402
 from models.arch import alexnet_spp  # noqa: E402
 from models.arch import build as build_arch  # noqa: E402
-from models.onnx_meta import REQUIRED, ModelMeta, read_meta, read_props  # noqa: E402
 from models.svm import compose as composer  # noqa: E402
 from models.svm.localize import (  # noqa: E402
     box_iou,
@@ -148,7 +148,7 @@ def test_metadata_complete(tiny: tuple, tmp_path: Path) -> None:
     assert all("lineinspect." + k in props for k in REQUIRED)
     got = read_meta(path)
     assert got == meta
-    assert got.task == "classify" and got.classes == ["ok", "defect"] and got.channels == 1
+    assert got.task == "classify" and got.classes == ("ok", "defect") and got.channels == 1
 
 
 def test_svm_objective_separable() -> None:
@@ -332,13 +332,13 @@ ZOO_DIR = Path(__file__).resolve().parents[2] / "models" / "zoo"
 @pytest.mark.parametrize("name", ["alexnet_svm", "alexnet_svm_fast"])
 def test_zoo_screen_metadata_and_real_size_frame(name: str) -> None:
     """The released screens carry the SPEC metadata and run on a 500 x 1247 gray frame."""
-    from models.preprocess import preprocess
+    from core.preprocess import preprocess
 
     path = ZOO_DIR / f"{name}.onnx"
     if not path.exists():
         pytest.skip(f"{path} not released yet")
     meta = read_meta(path)
-    assert meta.task == "classify" and meta.classes == ["ok", "defect"]
+    assert meta.task == "classify" and meta.classes == ("ok", "defect")
     assert meta.channels == 1 and len(meta.input_size) == 2
     assert meta.version and meta.dataset.startswith("ksdd sha256:")
     if (KSDD / "images").is_dir():

@@ -87,10 +87,10 @@ def _ksdd_like(root: Path, n: int = 10) -> None:
 
 
 def test_tile_training_exports_its_tile_and_evaluate_scores_whole_images(tmp_path: Path) -> None:
+    from core.model_meta import read_props
     from models.card import render_card
     from models.evaluate import evaluate
     from models.export import export_checkpoint
-    from models.onnx_meta import read_props
     from models.train import TrainConfig, train
 
     data = tmp_path / "ksdd"

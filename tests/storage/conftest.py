@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
-from inference.result import Defect, InspectionResult
+from core.result import Defect, InspectionResult
 from storage.db import make_engine, migrate
 from storage.repository import InspectionRepository
 

@@ -22,8 +22,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from api.app import create_app  # noqa: E402
-from deploy.settings import Settings  # noqa: E402
-from storage.verdicts import publish_verdict, set_camera_status  # noqa: E402
+from core.bus import line_keys, publish_verdict, set_camera_status  # noqa: E402
+from core.settings import Settings  # noqa: E402
 from tests.api.api_helpers import fake_factory  # noqa: E402
 from tests.ui.ui_helpers import (  # noqa: E402
     API_KEY,
@@ -37,7 +37,8 @@ from tests.ui.ui_helpers import (  # noqa: E402
 )
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
-RECIPE_YAML = "name: ui-recipe\ndescription: QA UI tests\nstale_after_ms: 3600000\n"
+STALE_AFTER_MS = 3_600_000  # the lamps stay lit for the whole session
+RECIPE_YAML = f"name: ui-recipe\ndescription: QA UI tests\nstale_after_ms: {STALE_AFTER_MS}\n"
 
 
 def _redis_url() -> str:
@@ -91,6 +92,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         record = services.repository.get_record(newest["id"])
         body = record.as_json()
         body["captured_at"] = utc_now().isoformat()  # fresh for the lamp
+        body["stale_after_ms"] = STALE_AFTER_MS  # as the worker writes the recipe's
         publish_verdict(r, line, body)
     stop = threading.Event()
 
@@ -112,7 +114,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         server.stop()
         try:
             for line in (line_a, line_b):
-                r.delete(f"verdict:{line}", f"camera:{line}")
+                r.delete(*line_keys(line))
                 r.srem("lines", line)
         except redis.RedisError:
             pass

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 import api.ui.routes as ui_routes
-from inference.result import Defect, InspectionResult
+from core.result import Defect, InspectionResult
 from storage.repository import InspectionRecord, ReviewRecord
 from tests.ui.conftest import Live
 

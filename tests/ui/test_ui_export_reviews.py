@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from inference.result import Defect, InspectionResult
+from core.result import Defect, InspectionResult
 from storage.db import make_engine, migrate
 from storage.images import ImageStore
 from storage.repository import InspectionRepository

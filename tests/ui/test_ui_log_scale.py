@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import OperationalError
 
-from inference.result import Defect, InspectionResult
+from core.result import Defect, InspectionResult
 from storage.aggregates import LogAggregates, LogFilter
 from storage.db import make_engine, migrate, write_engine
 from storage.orm import Defect as DefectRow

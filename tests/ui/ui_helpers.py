@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import uvicorn
 
-from inference.result import Defect, InspectionResult
+from core.result import Defect, InspectionResult
 
 CHROMIUM = os.environ.get("LINEINSPECT_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("LINEINSPECT_TEST_CHROMEDRIVER", "/usr/bin/chromedriver")

@@ -1,24 +1,11 @@
-"""The frame message written to the Redis stream ``frames:{line}`` and read by inference."""
+"""The frame message the acquisition worker writes to the Redis stream ``frames:{line}``
+(:func:`core.bus.stream_key`) and the inference worker reads."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-
-
-def stream_key(line_id: str) -> str:
-    """Redis stream key holding the frames of one line."""
-    return f"frames:{line_id}"
-
-
-def last_frame_id_key(line_id: str) -> str:
-    """Redis key holding the last frame id the acquisition worker wrote for the line.
-
-    Written in the same transaction as the frame's XADD and read at start-up, so frame ids
-    keep increasing per line across reconnects and worker restarts.
-    """
-    return f"frameid:{line_id}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from deploy.settings import REPO_ROOT, Settings
+from core.settings import RECIPES_DIR, REPO_ROOT, Engine, Settings
 
 
 class _Strict(BaseModel):
@@ -141,7 +141,10 @@ class Recipe(_Strict):
     models: list[ModelSpec] = Field(default_factory=list)
     screen: ScreenSpec | None = None
     verdict: VerdictRule = Field(default_factory=VerdictRule)
-    #: Verdicts older than this answer UNKNOWN to the PLC.
+    #: Inference engine of this recipe's models (None = ``Settings.engine``).
+    engine: Engine | None = None
+    #: Verdicts older than this answer UNKNOWN to the PLC (the worker writes it into every
+    #: verdict record it publishes, see ``core.bus.publish_verdict``).
     stale_after_ms: int = 1000
     #: Redis stream cap (XADD MAXLEN ~).
     stream_maxlen: int = 2000
@@ -158,7 +161,7 @@ def load_recipe(name_or_path: str | Path, settings: Settings | None = None) -> R
     """Load a recipe by file stem (from ``recipes_dir``) or by path."""
     p = Path(name_or_path)
     if not p.suffix:
-        base = settings.recipes_dir if settings else Path(__file__).resolve().parent / "recipes"
+        base = settings.recipes_dir if settings else RECIPES_DIR
         p = base / f"{name_or_path}.yaml"
     if not p.exists():
         raise FileNotFoundError(f"recipe not found: {p}")

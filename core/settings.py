@@ -1,19 +1,24 @@
 """Process settings from ``LINEINSPECT_*`` environment variables (pydantic-settings).
 
 Everything a plant IT person sets per installation lives here; everything that depends on
-the product being inspected lives in a recipe (``deploy/recipes/*.yaml``).
+the product being inspected lives in a recipe (``deploy/recipes/*.yaml``, schema in
+:mod:`core.recipe`).
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
-DEMO_FRAMES_DIR = Path(__file__).resolve().parent / "demo" / "frames"
+RECIPES_DIR = REPO_ROOT / "deploy" / "recipes"
+DEMO_FRAMES_DIR = REPO_ROOT / "deploy" / "demo" / "frames"
+
+#: Inference engines a recipe or ``LINEINSPECT_ENGINE`` may choose (see ``inference.backends``).
+Engine = Literal["auto", "onnxruntime", "openvino"]
 
 
 class Settings(BaseSettings):
@@ -56,9 +61,13 @@ class Settings(BaseSettings):
     retain_ok_images: bool = False
     #: Largest accepted upload for ``POST /api/v1/inspect``.
     max_upload_bytes: int = 20 * 1024 * 1024
+    #: Inference engine of every model (a recipe's ``engine`` overrides it): ``onnxruntime``,
+    #: ``openvino`` (CPU, f32), or ``auto`` (the rule of ``inference.backends.choose_engine``).
+    engine: Engine = "onnxruntime"
     #: onnxruntime execution providers in priority order; empty = best available.
     providers: str = ""
-    #: onnxruntime intra-op threads (0 = onnxruntime default).
+    #: Intra-op threads per model (0 = the engine's default). Read by both engines: onnxruntime
+    #: ``intra_op_num_threads``, OpenVINO ``INFERENCE_NUM_THREADS`` (the name predates OpenVINO).
     ort_threads: int = 0
     #: let idle onnxruntime threads busy-wait (faster only on cores nothing else needs).
     ort_spinning: bool = False

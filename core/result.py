@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.timeutil import as_utc, iso_utc
+
 
 class Verdict(IntEnum):
     """Verdict codes the PLC reads (``code``)."""
@@ -64,16 +66,14 @@ class InspectionResult(BaseModel):
         return int(Verdict[self.verdict])
 
     def as_json(self, now: datetime | None = None) -> dict[str, Any]:
-        """The inspection JSON of SPEC section 4 (``age_ms`` computed against ``now``)."""
+        """The inspection JSON of docs/CONTRACT.md (HTTP API) with ``age_ms`` against ``now``."""
         now = now or datetime.now(UTC)
-        captured = self.captured_at
-        if captured.tzinfo is None:
-            captured = captured.replace(tzinfo=UTC)
+        captured = as_utc(self.captured_at)
         return {
             "inspection_id": self.inspection_id,
             "line_id": self.line_id,
             "frame_id": self.frame_id,
-            "captured_at": captured.isoformat().replace("+00:00", "Z"),
+            "captured_at": iso_utc(captured),
             "verdict": self.verdict,
             "code": self.code,
             "defects": [d.as_json() for d in self.defects],

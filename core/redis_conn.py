@@ -12,7 +12,7 @@ from pathlib import Path
 
 import redis
 
-from deploy.settings import Settings
+from core.settings import Settings
 
 _embedded: dict[Path, object] = {}
 _lock = threading.Lock()

@@ -1,4 +1,4 @@
-"""onnxruntime engine: SPEC section 3 metadata validation, preprocessing, batching."""
+"""OnnxModel: artifact metadata validation, preprocessing, batching (onnxruntime backend)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from inference.engine import ModelMetadataError, OnnxModel, resolve_providers
+from core.model_meta import ModelMetadataError
+from inference.backends.onnxruntime import resolve_providers
+from inference.model import OnnxModel
 from tests.onnx_factory import make_classifier, make_segmenter
 
 
@@ -20,7 +22,8 @@ def reference_preprocess(
     mean: list[float],
     std: list[float],
 ) -> np.ndarray:
-    """SPEC section 3, written out independently: channels -> resize -> /255 -> mean/std."""
+    """The contract's preprocessing written out independently: channels -> resize -> /255 ->
+    mean/std."""
     out = []
     for t in tiles:
         if channels == 1 and t.ndim == 3:
@@ -54,7 +57,7 @@ def test_preprocess_equals_reference(
     assert got.dtype == np.float32 and got.shape == (5, channels, 64, 48)
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6)
     try:  # the training side's implementation must agree too (when present)
-        from models.preprocess import preprocess as train_preprocess
+        from core.preprocess import preprocess as train_preprocess
     except ImportError:
         return
     np.testing.assert_allclose(
@@ -152,7 +155,7 @@ def test_service_modules_do_not_import_torch() -> None:
     import sys
 
     code = (
-        "import sys; import inference.worker, inference.pipeline, inference.engine; "
+        "import sys; import inference.worker, inference.pipeline, inference.model; "
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     root = Path(__file__).resolve().parents[2]

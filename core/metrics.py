@@ -1,4 +1,4 @@
-"""Prometheus metrics of SPEC section 5 (names are part of the contract).
+"""Prometheus metrics (names and labels are part of the contract: docs/CONTRACT.md, Metrics).
 
 All processes import their metrics from here so that names and labels stay in one place.
 """
