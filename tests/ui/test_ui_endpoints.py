@@ -14,7 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-import api.ui.routes as ui_routes
+import api.csv_export as csv_export
+from api.routes import inspections
 from core.result import Defect, InspectionResult
 from storage.repository import InspectionRecord, ReviewRecord
 from tests.ui.conftest import Live
@@ -40,11 +41,11 @@ def _csv(live: Live, **params: Any) -> tuple[httpx.Response, list[dict[str, str]
 
 
 def test_csv_export_equals_filtered_log(live: Live, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ui_routes, "CSV_PAGE", 7)  # stream many pages
+    monkeypatch.setattr(inspections, "CSV_PAGE", 7)  # stream many pages
     resp, rows = _csv(live)
     assert resp.headers["content-type"].startswith("text/csv")
     assert resp.headers["content-disposition"].startswith("attachment; filename=")
-    assert resp.text.splitlines()[0].split(",") == ui_routes.CSV_COLUMNS
+    assert resp.text.splitlines()[0].split(",") == csv_export.CSV_COLUMNS
     assert [int(r["inspection_id"]) for r in rows] == _walk(live)
     assert len(rows) >= 90
     for params in ({"verdict": "NG"}, {"defect_class": "scratch", "line_id": live.line_a},
@@ -83,8 +84,8 @@ def test_csv_cells_never_start_a_formula() -> None:
     )
     review = ReviewRecord(1, 5, "@bob", "confirm", "NG", ["+pit"], None,
                           datetime(2026, 1, 1, tzinfo=UTC))
-    row = ui_routes.csv_row(InspectionRecord(result=res, reviewed=True, reviews=[review]))
-    cells = dict(zip(ui_routes.CSV_COLUMNS, row, strict=True))
+    row = csv_export.csv_row(InspectionRecord(result=res, reviewed=True, reviews=[review]))
+    cells = dict(zip(csv_export.CSV_COLUMNS, row, strict=True))
     assert cells["line_id"] == "'=HYPERLINK(\"x\")"
     assert cells["classes"] == "'+pit" and cells["recipe"] == "'-r"
     assert cells["reviewer"] == "'@bob" and cells["inspection_id"] == 5
