@@ -1,4 +1,5 @@
-"""Acquisition worker: camera -> Redis stream ``frames:{line}`` (SPEC sections 5 and 6).
+"""Acquisition worker: camera -> Redis stream ``frames:{line}`` (docs/CONTRACT.md, metrics and
+delivery guarantees).
 
 Grab strategy and buffers
 -------------------------
@@ -28,7 +29,7 @@ above, not from an observed loss.
 
 Frame ids
 ---------
-The SPEC wants camera frame ids (BlockID) with visible gaps, and the inspection log has a
+The contract wants camera frame ids (BlockID) with visible gaps, and the inspection log has a
 unique ``(line, frame_id)``. A camera's BlockID restarts when grabbing restarts (reconnect,
 worker restart; the emulator starts at 0, GigE at 1) and 16-bit GigE BlockIDs wrap after
 65535. So the stream carries a *line frame id*: it advances by exactly the camera's BlockID

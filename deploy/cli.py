@@ -207,7 +207,7 @@ def export(
         None, exists=True, dir_okay=False, help="released ONNX file this replaces (with --data)"
     ),
 ) -> None:
-    """Export a checkpoint to ONNX with SPEC metadata, check parity, write the card."""
+    """Export a checkpoint to ONNX with the artifact metadata, check parity, write the card."""
     from models.export import export_checkpoint
 
     extra = {"limits": limit} if limit else None

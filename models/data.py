@@ -49,7 +49,7 @@ class DatasetIndex:
     samples: list[Sample]
 
     def fingerprint(self) -> str:
-        """``<name> sha256:<hex>`` of the sorted relative file list (SPEC metadata)."""
+        """``<name> sha256:<hex>`` of the sorted relative file list (artifact metadata)."""
         rel = sorted(str(s.path.relative_to(self.root)) for s in self.samples)
         digest = hashlib.sha256("\n".join(rel).encode()).hexdigest()
         return f"{self.name} sha256:{digest}"

@@ -2,13 +2,13 @@
 
 Calibration data are *training* images of the model's data set (the train side of the same
 grouped split as training, :func:`models.evaluate.select_samples`), preprocessed exactly as
-SPEC section 3 says (:func:`core.preprocess.preprocess`), so the validation split stays
+the contract says (:func:`core.preprocess.preprocess`), so the validation split stays
 unseen and the accuracy change measured on it is honest. A folder that is not a data set
 layout is used as a flat folder of images.
 
 The result is QDQ (QuantizeLinear/DequantizeLinear around every quantised op; onnxruntime's
 CPU provider fuses them into integer kernels), weights INT8 per output channel, activations
-UINT8 per tensor. The SPEC metadata is copied, the version gets the ``+int8`` build suffix
+UINT8 per tensor. The artifact metadata is copied, the version gets the ``+int8`` build suffix
 and ``lineinspect.quantization`` says how the file was made. A recipe selects the file with
 ``quantize: int8`` on the model (``models/zoo/<name>.int8.onnx``). No torch here.
 """

@@ -11,7 +11,7 @@
     concurrent writers (several inference workers, the API) serialise instead of failing with
     ``database is locked`` when a read turns into a write. ``synchronous`` stays ``FULL``: a
     committed inspection must survive a power cut because its Redis stream entry is acked
-    right after the commit (SPEC section 6).
+    right after the commit (docs/CONTRACT.md, section 6).
   - **PostgreSQL**: ``pool_pre_ping`` (a restarted server does not fail the next request) and
     a connect timeout (``/readyz`` answers instead of hanging).
 

@@ -124,8 +124,8 @@ class InspectionRecord:
         return self.result.inspection_id
 
     def as_json(self, now: datetime | None = None) -> dict[str, Any]:
-        """The inspection JSON (SPEC section 4) plus ``reviewed``, the latest ``review``,
-        ``has_image``/``has_mask`` and ``created_at``."""
+        """The inspection JSON (docs/CONTRACT.md, section 4) plus ``reviewed``, the latest
+        ``review``, ``has_image``/``has_mask`` and ``created_at``."""
         out = self.result.as_json(now)
         out["reviewed"] = self.reviewed
         out["review"] = self.reviews[-1].as_json() if self.reviews else None

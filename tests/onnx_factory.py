@@ -11,7 +11,7 @@ that tests can predict it exactly.
 * :func:`make_segmenter` - the same rule per pixel with a 1x1 convolution: every pixel gets the
   class whose centre is nearest its gray value (dynamic N, H, W).
 
-Both carry the complete SPEC section 3 metadata; ``meta_overrides`` replaces (or, with
+Both carry the complete artifact metadata (docs/CONTRACT.md); ``meta_overrides`` replaces (or, with
 ``None``, removes) keys to build invalid artifacts.
 """
 

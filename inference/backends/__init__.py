@@ -29,8 +29,8 @@ def choose_engine(providers: str | Sequence[str] | None = None) -> tuple[str, st
     """The engine ``auto`` tries first, and why: ``(engine, reason)``.
 
     1. onnxruntime when one of its GPU providers (TensorRT, CUDA) is available and wanted;
-    2. otherwise OpenVINO: on the CPUs measured it runs every zoo model it can read at least
-       as fast as onnxruntime, up to 3.7x faster (docs/PERFORMANCE.md);
+    2. otherwise OpenVINO: on the CPUs measured it runs the zoo models at 1.0-3.8x the
+       onnxruntime throughput, the AlexNet-SPP localiser on par (docs/perf/models*.json);
     3. a model OpenVINO cannot read (or no OpenVINO at all) falls back to onnxruntime
        (:func:`open_backend`).
     """

@@ -4,6 +4,6 @@ Modules: :mod:`.ssa` (Sparrow Search Algorithm), :mod:`.features` (data, trainin
 feature network, feature extraction), :mod:`.tune` (SVM search by SSA and grid on CV folds),
 :mod:`.compose` (one ONNX graph: network + scaler + SVM + logits), :mod:`.train_screen`
 (the training command), :mod:`.evaluate_screen` (ONNX-only scoring for ``lineinspect
-evaluate``) and :mod:`.localize` (defect boxes from masks and their scores). Paper:
-``/work/shared/papers/001_*`` (Cai, improved AlexNet-SVM and Faster R-CNN).
+evaluate``) and :mod:`.localize` (defect boxes from masks and their scores). Paper: Cai,
+"Defect recognition and localisation model based on improved Alexnet-SVM and Fast RCNN".
 """

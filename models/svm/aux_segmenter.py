@@ -2,7 +2,7 @@
 
 AlexNet-SPP is trained with an auxiliary 1x1-conv defect map on its SPP output (stride 16,
 supervised by the KolektorSDD masks; :mod:`models.arch.alexnet_spp`, choice 5). This module
-exports that map as a SPEC section 3 *segment* model: ``input [N, 1, H, W] -> logits
+exports that map as a *segment* model artifact (docs/CONTRACT.md): ``input [N, 1, H, W] -> logits
 [N, 2, H, W]`` (classes ``["background", "defect"]``, ``logits = [-z/2, z/2]`` with ``z`` the
 bilinearly upsampled map logit, so softmax[1] = sigmoid(z)). Boxes are the connected
 components of its mask (:mod:`models.svm.localize`), exactly as for a trained segmenter.

@@ -1,6 +1,6 @@
 """Score the OK/NG screen ONNX file on KolektorSDD (for ``lineinspect evaluate``).
 
-Uses only the ONNX file, its ``lineinspect.*`` metadata and the SPEC section 3 preprocessing
+Uses only the ONNX file, its ``lineinspect.*`` metadata and the contract's preprocessing
 (:mod:`core.preprocess`), no torch or scikit-learn. The data set's ``Sample.label`` (0 = ok,
 1 = defective, from ``labels.csv``) is the truth; the prediction is the argmax of the logits
 (``["ok", "defect"]``), i.e. the screen threshold baked into the graph.

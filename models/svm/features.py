@@ -1,6 +1,6 @@
 """KolektorSDD in memory, from-scratch training of AlexNet-SPP, and 256-d feature extraction.
 
-Images go through the SPEC section 3 preprocessing (:mod:`core.preprocess`: gray, bilinear
+Images go through the contract's preprocessing (:mod:`core.preprocess`: gray, bilinear
 resize to the input size, /255, mean/std) so that training sees exactly what the ONNX screen
 sees. Decoded/resized images and masks are cached as ``.npz`` per input size.
 
@@ -114,7 +114,7 @@ def load_images(
 
 
 def mean_std(images: np.ndarray) -> tuple[list[float], list[float]]:
-    """Per-channel mean/std of uint8 gray training images on the /255 scale (SPEC metadata)."""
+    """Per-channel mean/std of uint8 gray training images on the /255 scale (artifact metadata)."""
     x = images.astype(np.float64) / 255.0
     return [round(float(x.mean()), 4)], [round(float(x.std()), 4)]
 

@@ -6,7 +6,7 @@ allowed for ``alexnet_svm``: a segmenter trained on the KolektorSDD masks (e.g.
 components. Ground-truth boxes are the connected components of the KolektorSDD masks
 (255 = defect, resized nearest to the image size).
 
-Boxes are ``[x, y, w, h]`` in image pixels (SPEC section 4 ``bbox``). Scores:
+Boxes are ``[x, y, w, h]`` in image pixels (the inspection JSON's ``bbox``). Scores:
 
 * box recall at IoU >= t: fraction of ground-truth boxes matched one-to-one (greedy, highest
   IoU first) by a predicted box with IoU >= t (t = 0.3 and 0.5);
@@ -115,8 +115,8 @@ def score_masks(
 ) -> dict:
     """:func:`score_boxes` of the connected-component boxes of predicted and true masks.
 
-    Predicted masks are resized (nearest) to their ground truth's size first, as SPEC section
-    3 prescribes for segmentation predictions.
+    Predicted masks are resized (nearest) to their ground truth's size first, as the contract
+    prescribes for segmentation predictions (docs/CONTRACT.md, section 3).
     """
     preds, gts = [], []
     for p, g in zip(pred_masks, gt_masks, strict=True):

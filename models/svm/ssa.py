@@ -1,6 +1,6 @@
 """Sparrow Search Algorithm (SSA) minimising a function over a box.
 
-Sources. The paper (``/work/shared/papers/001_*``, Sec. 2.1.2 (1)) gives two update rules:
+Sources. The paper (Cai, improved AlexNet-SVM and Fast RCNN, Sec. 2.1.2 (1)) gives two update rules:
 
 * Eq. (5), producers ("discoverers")::
 

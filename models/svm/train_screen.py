@@ -6,7 +6,7 @@
 Steps (all single-threaded by default, ``--threads``):
 
 1. Grouped stratified split (:func:`models.data.grouped_split`, seed 0, val 20 %); images at
-   ``--input-size`` through the SPEC preprocessing; mean/std of the training images.
+   ``--input-size`` through the contract's preprocessing; mean/std of the training images.
 2. Feature network: AlexNet-SPP trained from scratch on the training split
    (:func:`models.svm.features.train_net`). For an honest cross-validation the same recipe is
    also trained on the training folds of a ``--cv-folds`` stratified grouped k-fold of the
@@ -25,7 +25,7 @@ Steps (all single-threaded by default, ``--threads``):
    Flip views (:mod:`models.svm.views`): the decision averaged over mirrored copies of a
    frame; the view set with the best out-of-fold ROC AUC is used for the threshold and baked
    into the graph.
-5. One ONNX graph (:mod:`models.svm.compose`) with SPEC metadata, parity against PyTorch +
+5. One ONNX graph (:mod:`models.svm.compose`) with the artifact metadata, parity against PyTorch +
    scikit-learn on real validation images, ONNX validation metrics
    (:func:`models.svm.evaluate_screen.evaluate_screen`), FLOPs, latency -> ``card_facts.json``.
 

@@ -20,7 +20,7 @@ TINY_SIZE = 32
 def export_tiny_net(
     path: Path, classes: int = 3, size: int = TINY_SIZE, names: list[str] | None = None
 ) -> Path:
-    """A small conv net exported like the zoo (SPEC + arch metadata); needs torch."""
+    """A small conv net exported like the zoo (artifact + arch metadata); needs torch."""
     torch = pytest.importorskip("torch")
     from core.model_meta import ModelMeta, write_meta
     from models.export import export_onnx

@@ -102,7 +102,8 @@ def test_profile_rejects_bad_options(tiny_zoo: Path, tmp_path: Path) -> None:
 
 def _conv_model(path: Path, groups: int) -> Path:
     """A 1x1 Conv (3 -> 16 channels) then a 3x3 Conv (16 -> 8 channels, ``groups``), input
-    [N, 3, 20, 20], 'same' padding, with SPEC metadata so that the service's session loads it."""
+    [N, 3, 20, 20], 'same' padding, with artifact metadata so that the service's backend
+    loads it."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 

@@ -331,7 +331,7 @@ ZOO_DIR = Path(__file__).resolve().parents[2] / "models" / "zoo"
 
 @pytest.mark.parametrize("name", ["alexnet_svm", "alexnet_svm_fast"])
 def test_zoo_screen_metadata_and_real_size_frame(name: str) -> None:
-    """The released screens carry the SPEC metadata and run on a 500 x 1247 gray frame."""
+    """The released screens carry the artifact metadata and run on a 500 x 1247 gray frame."""
     from core.preprocess import preprocess
 
     path = ZOO_DIR / f"{name}.onnx"
