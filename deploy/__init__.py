@@ -1,4 +1,3 @@
-"""Deployment concern: settings, recipes, the CLI and the all-in-one runner.
-
-Also holds the non-Python deployment files (Dockerfile, Prometheus, Grafana, recipes).
-"""
+"""Composition root: the CLI, the all-in-one runner, the wiring of storage into the workers and
+the benchmark tools; beside it the deployment files (recipes, Dockerfile, Prometheus, Grafana,
+demo frames)."""

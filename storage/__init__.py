@@ -1,1 +1,2 @@
-"""Storage concern: inspection log (SQLAlchemy), image store, Redis connection and keys."""
+"""Storage concern: the inspection log (SQLAlchemy, Alembic migrations, aggregates) and the
+image store."""

@@ -45,20 +45,6 @@ def demo_frames() -> list[Path]:
 
 
 @pytest.fixture()
-def redis_client() -> Iterator[Any]:
-    """The real Redis at 127.0.0.1:6379 (skips when it is not running)."""
-    import redis
-
-    r = redis.Redis.from_url(REDIS_URL, socket_timeout=5.0)
-    try:
-        r.ping()
-    except redis.RedisError:
-        pytest.skip("no Redis on 127.0.0.1:6379")
-    yield r
-    r.close()
-
-
-@pytest.fixture()
 def line_id(redis_client: Any) -> Iterator[str]:
     """A unique line id; its Redis keys are deleted afterwards."""
     line = f"test-acq-{uuid.uuid4().hex[:10]}"

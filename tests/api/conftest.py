@@ -30,18 +30,6 @@ from tests.api.api_helpers import API_KEY, RECIPE_YAML, REDIS_URL, fake_factory 
 
 
 @pytest.fixture()
-def redis_client() -> Iterator[redis.Redis]:
-    """The real Redis (skipped with a reason when it is not running)."""
-    r = redis.Redis.from_url(REDIS_URL, socket_timeout=5.0)
-    try:
-        r.ping()
-    except redis.RedisError as exc:
-        pytest.skip(f"no Redis on 127.0.0.1:6379: {exc}")
-    yield r
-    r.close()
-
-
-@pytest.fixture()
 def new_line(redis_client: redis.Redis) -> Iterator[Callable[[], str]]:
     """Factory of unique line ids; their keys are deleted afterwards."""
     made: list[str] = []

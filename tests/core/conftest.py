@@ -1,4 +1,4 @@
-"""Fixtures of the core tests: the real Redis at 127.0.0.1:6379 and unique line ids."""
+"""Fixtures of the core tests: unique line ids on the real Redis (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -9,20 +9,6 @@ import pytest
 import redis
 
 from core.bus import LINES_KEY, line_keys
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-@pytest.fixture()
-def redis_client() -> Iterator[redis.Redis]:
-    """The real Redis (skipped with a reason when it is not running)."""
-    r = redis.Redis.from_url(REDIS_URL, socket_timeout=5.0)
-    try:
-        r.ping()
-    except redis.RedisError as exc:
-        pytest.skip(f"no Redis on 127.0.0.1:6379: {exc}")
-    yield r
-    r.close()
 
 
 @pytest.fixture()

@@ -17,8 +17,6 @@ if str(ROOT) not in sys.path:
 from core.bus import line_keys  # noqa: E402
 from tests.onnx_factory import make_classifier, make_segmenter  # noqa: E402
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
 
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -28,19 +26,6 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     make_classifier(d / "screen.onnx", ("ok", "defect"), (180.0, 40.0), input_size=(32, 32))
     make_segmenter(d / "seg.onnx", ("background", "dark_spot"), (180.0, 40.0), input_size=(64, 64))
     return d
-
-
-@pytest.fixture()
-def redis_client() -> Iterator[Any]:
-    """The real Redis at 127.0.0.1:6379 (skips when it is not running)."""
-    redis = pytest.importorskip("redis")
-    r = redis.Redis.from_url(REDIS_URL, socket_timeout=5.0)
-    try:
-        r.ping()
-    except redis.RedisError:
-        pytest.skip("no Redis on 127.0.0.1:6379")
-    yield r
-    r.close()
 
 
 @pytest.fixture()
