@@ -64,7 +64,7 @@ def open_backend(
             try:
                 backend = _openvino(path, threads)
             except BackendUnavailable as exc:
-                reason = f"{exc}; onnxruntime instead"
+                reason = f"OpenVINO refused it: {exc}"
                 engine = "onnxruntime"
             else:
                 log.info("model %s: engine auto -> openvino (%s)", label, reason)

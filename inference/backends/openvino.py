@@ -69,7 +69,8 @@ class OpenVinoBackend:
         if quantized:
             raise BackendUnavailable(
                 f"quantized graph ({', '.join(quantized)}): OpenVINO's int8 kernels do not "
-                "reproduce the onnxruntime scores it was validated with; run it on onnxruntime"
+                "reproduce the onnxruntime scores it was validated with (engine onnxruntime "
+                "or auto runs it)"
             )
         self._props = {p.key: p.value for p in graph.metadata_props}
         del graph
