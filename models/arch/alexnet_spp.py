@@ -1,7 +1,7 @@
-"""AlexNet-SPP feature extractor of the AlexNet-SVM OK/NG screen (``alexnet_svm`` in SPEC).
+"""AlexNet-SPP feature extractor of the AlexNet-SVM OK/NG screen (``alexnet_svm`` in docs/CONTRACT.md).
 
 Implemented from Cai, "Defect recognition and localisation model based on improved
-Alexnet-SVM and Fast RCNN" (``/work/shared/papers/001_*``), Sec. 2.1 and 3.1. The paper keeps
+Alexnet-SVM and Fast RCNN", Sec. 2.1 and 3.1. The paper keeps
 AlexNet's five convolutional layers (Sec. 2.1.1, Fig. 2, Eqs. (1)-(4)), "uses SPP to improve
 the size and number of kernels", drops the 4096-wide fully connected layers and takes the
 global average pool of pool5 (256 values, Sec. 3.1.2 (1)) as the input of an SSA-tuned SVM.

@@ -1,7 +1,7 @@
 """AluDef-ClassNet: DoG-pyramid fusion + 1x1-conv/sigmoid attention + dilated ResNet50.
 
-Implemented from the paper text of "AluDef-ClassNet" (*Sensors* 24:2914, 2024;
-``/work/shared/papers/000_*``), aluminium-profile surface-defect classification on 224x224
+Implemented from the paper text of "AluDef-ClassNet" (*Sensors* 24:2914, 2024),
+aluminium-profile surface-defect classification on 224x224
 tiles. Every block below is mapped to the paper's section/equation; the network follows the
 flow chart of Fig. 6 (input -> Gaussian difference pyramid -> feature fusion -> self-attention
 (1x1 conv, Sigmoid, attention-weighted features) -> improved ResNet50 -> flatten -> FC).

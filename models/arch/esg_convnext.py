@@ -1,8 +1,8 @@
 """ESG-ConvNeXt: ConvNeXtV2 + serial ELA -> SimAM -> GAM attention + parallel residual branches.
 
 Implemented from the paper text of "An ESG-ConvNeXt network for steel surface defect
-classification based on hybrid attention mechanism" (Zhang et al., *Scientific Reports*, 2025;
-``/work/shared/papers/003_*``), steel-surface defect classification (NEU-CLS-64, X-SDD) on
+classification based on hybrid attention mechanism" (Zhang et al., *Scientific Reports*, 2025),
+steel-surface defect classification (NEU-CLS-64, X-SDD) on
 224x224 inputs. The ``small``/``tiny``/``full`` variants train from scratch; the ``lite0/1/2``
 variants (:class:`ESGLite`, released since 2.0.0) put the paper's serial ELA -> SimAM -> GAM
 attention on an ImageNet-pretrained EfficientNet-Lite encoder (no ConvNeXtV2 weights can be

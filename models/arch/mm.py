@@ -1,7 +1,7 @@
 """MM: multi-scale lightweight neural network for steel surface defect classification.
 
 Implemented from the paper text of Shao et al., "Multi-Scale Lightweight Neural Network for
-Steel Surface Defect Detection", *Coatings* 13(7):1202, 2023 (``/work/shared/papers/002_*``).
+Steel Surface Defect Detection", *Coatings* 13(7):1202, 2023.
 The figures (Fig. 1 and Fig. 2, which carry the exact layer layout) are not in the text we
 have, so the layer sizes below are our own; every block is mapped to the section of the paper
 that describes it.

@@ -108,7 +108,7 @@ def render(
         f"# {name} — model card",
         "",
         "**Paper**: Cai, *Defect recognition and localisation model based on improved "
-        "Alexnet-SVM and Fast RCNN* (shared/papers/001_*): AlexNet with SPP-style kernel changes, "
+        "Alexnet-SVM and Fast RCNN*: AlexNet with SPP-style kernel changes, "
         "global average pooling of pool5 (256-d), RBF SVM tuned by the Sparrow Search Algorithm.",
         f'**Task**: OK/NG screen of whole commutator frames, classes `["ok", "defect"]`; '
         f"{notes.get('role', 'first stage of the `commutator` cascade')}. "
@@ -129,7 +129,7 @@ def render(
         f"{f['params']['total']:,} values; FLOPs {f['flops']['gflops_total']} G per frame at "
         f"{h}x{w} ({f['flops']['counting']}); ONNX {f['size_mb']} MB; opsets {f['opset']}.",
         "",
-        "## Artifact metadata (SPEC section 3)",
+        "## Artifact metadata (docs/CONTRACT.md)",
         "| key | value |",
         "|---|---|",
         *[f"| `{k}` | `{v}` |" for k, v in meta.items()],
