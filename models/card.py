@@ -11,12 +11,12 @@ from models.arch import ARCHITECTURES
 PAPERS = {
     "aludef": "AluDef-ClassNet (Sensors 24:2914, 2024): DoG pyramid fusion + 1x1-conv sigmoid "
     "attention + ResNet50 with dilated convolutions",
-    "mm": "MM multi-scale lightweight network (Coatings 13(7):1202, 2023): DoG pyramid scale space, "
-    "key-point group convolution, fusion-encoding branch",
-    "esg_convnext": "ESG-ConvNeXt (Scientific Reports, 2025): ConvNeXtV2 1:1:3:1 with ELA/SimAM/GAM, "
-    "parallel residual module, PReLU downsampling",
-    "sme_deeplabv3plus": "SME-DeepLabV3+ (PLoS One 20(8): e0329628, 2025): DeepLabV3+ with StarNet backbone, "
-    "MSAA instead of ASPP, ELA on low-level features",
+    "mm": "MM multi-scale lightweight network (Coatings 13(7):1202, 2023): DoG pyramid scale "
+    "space, key-point group convolution, fusion-encoding branch",
+    "esg_convnext": "ESG-ConvNeXt (Scientific Reports, 2025): ConvNeXtV2 1:1:3:1 with "
+    "ELA/SimAM/GAM, parallel residual module, PReLU downsampling",
+    "sme_deeplabv3plus": "SME-DeepLabV3+ (PLoS One 20(8): e0329628, 2025): DeepLabV3+ with "
+    "StarNet backbone, MSAA instead of ASPP, ELA on low-level features",
     "alexnet_spp": "AlexNet-SPP features + SSA-tuned SVM (AlexNet-SVM paper)",
 }
 

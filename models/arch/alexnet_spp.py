@@ -1,4 +1,4 @@
-"""AlexNet-SPP feature extractor of the AlexNet-SVM OK/NG screen (``alexnet_svm`` in docs/CONTRACT.md).
+"""AlexNet-SPP feature extractor of the AlexNet-SVM OK/NG screen (``alexnet_svm``).
 
 Implemented from Cai, "Defect recognition and localisation model based on improved
 Alexnet-SVM and Fast RCNN", Sec. 2.1 and 3.1. The paper keeps
