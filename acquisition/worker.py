@@ -39,8 +39,16 @@ than the elapsed time allows) it continues at ``last + 1`` without counting a dr
 id is stored in Redis (``frameid:{line}``, written in the same MULTI as the XADD) and read
 at start-up (also from the newest stream entry), so ids stay unique per line across
 reconnects and worker restarts. Without a usable BlockID (``UINT64_MAX``) the InstantCamera's
-image number is used instead. Ids only stay unique as long as Redis keeps that key: a Redis
-that lost its data while the inspection log kept the old ids would restart at 1.
+image number is used instead.
+
+Redis is not the record, the inspection log is: a Redis that lost its data or came back from
+an older snapshot holds an older ``frameid:{line}`` than the log (issue 17: ids 27-41 were
+issued again while the log held 1..41, and the new frames were dropped as duplicates). So
+at start-up the worker also asks the ``frame_id_floor`` callable the composition root gives
+it (``deploy.wiring``: the log's highest frame id of the line) and continues after the
+largest of the three; it retries with back-off until the log answers. While running, the
+tracker keeps its last id in memory, so a Redis restart under a running worker changes
+nothing.
 
 Counters
 --------
@@ -77,6 +85,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -287,8 +296,11 @@ class AcquisitionWorker:
         redis_client: redis.Redis | None = None,
         stats: AcquisitionStats | None = None,
         stages: StageTimer | None = None,
+        frame_id_floor: Callable[[], int | None] | None = None,
     ) -> None:
         self.settings = settings
+        #: highest frame id of the line already logged (None: none); ids continue above it
+        self.frame_id_floor = frame_id_floor
         #: per-stage times: ``grab_wait`` (RetrieveResult), ``grab`` (buffer -> Frame bytes),
         #: ``stream_write`` (the XADD transaction)
         self.stages = stages or StageTimer()
@@ -478,14 +490,23 @@ class AcquisitionWorker:
             try:
                 stored = self.r.get(self.id_key)
                 first, last, fid, length = self.r.eval(_STREAM_EDGES_LUA, 1, self.key)
+                logged = self.frame_id_floor() if self.frame_id_floor else None
                 break
             except redis.RedisError as exc:
                 self._log_error("Redis not reachable (%s): retrying", exc)
-                self.stop.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
+            except Exception as exc:  # noqa: BLE001 - the log's driver errors: retry
+                self._log_error("inspection log not reachable (%s): retrying", exc)
+            self.stop.wait(backoff)
+            backoff = min(backoff * 2, 5.0)
         else:
             return False
-        last_id = max(int(stored or 0), int(fid or 0))
+        last_id = max(int(stored or 0), int(fid or 0), int(logged or 0))
+        if logged is not None and int(logged) > max(int(stored or 0), int(fid or 0)):
+            log.warning(
+                "acquisition %s: Redis says frame %s, the log already holds %s: Redis lost "
+                "data or was restored from an older snapshot; continuing after the log",
+                self.line, max(int(stored or 0), int(fid or 0)), logged,
+            )
         self.ids = FrameIdTracker(last_id)
         self.trim = TrimMonitor(
             self.maxlen,
@@ -605,14 +626,18 @@ def run_acquisition(
     stats: AcquisitionStats | None = None,
     redis_client: redis.Redis | None = None,
     stages: StageTimer | None = None,
+    frame_id_floor: Callable[[], int | None] | None = None,
 ) -> AcquisitionStats:
     """Grab frames of ``settings.camera`` into ``frames:{line}`` until ``stop`` is set.
 
     ``max_frames`` stops after that many complete frames. Pass ``stats`` to read the
     counters live from another thread (a benchmark); the same object is returned. Pass
     ``stages`` to read the per-stage times (:class:`core.stages.StageTimer`).
+    ``frame_id_floor`` returns the line's highest logged frame id: new ids start above it
+    (``deploy.wiring.run_acquisition_worker`` passes the inspection log's).
     """
     worker = AcquisitionWorker(
-        settings, recipe, stop, redis_client=redis_client, stats=stats, stages=stages
+        settings, recipe, stop, redis_client=redis_client, stats=stats, stages=stages,
+        frame_id_floor=frame_id_floor,
     )
     return worker.run(max_frames=max_frames)

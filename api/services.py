@@ -121,7 +121,8 @@ class Services:
         result.inspection_id = inspection_id
         try:
             image_path, mask_path = self.images.save(
-                ADHOC_LINE, result.frame_id, result.captured_at, image, result.mask
+                ADHOC_LINE, result.frame_id, result.captured_at, image, result.mask,
+                inspection_id=inspection_id,
             )
             self.repository.set_image_paths(inspection_id, image_path, mask_path)
         except (OSError, ValueError, SQLAlchemyError):

@@ -75,11 +75,11 @@ def acquire(
     camera: str = typer.Option("", help="camera serial number or user-defined name"),
 ) -> None:
     """Grab frames from the camera into the Redis stream ``frames:{line}``."""
-    from acquisition.worker import run_acquisition
+    from deploy.wiring import run_acquisition_worker
 
     settings = _settings(recipe=recipe, line_id=line, camera=camera)
     _serve_worker_metrics(settings)
-    run_acquisition(settings, _recipe(settings), _stop_on_signals())
+    run_acquisition_worker(settings, _recipe(settings), _stop_on_signals())
 
 
 @app.command()

@@ -38,13 +38,13 @@ def run_all(settings: Settings) -> None:
     os.environ.setdefault("PYLON_CAMEMU", "1")
     settings = prepare(settings)
     recipe = load_recipe(settings.recipe, settings)
-    from acquisition.worker import run_acquisition
     from api.app import create_app
-    from deploy.wiring import run_inference_worker
+    from deploy.wiring import run_acquisition_worker, run_inference_worker
 
     stop = threading.Event()
     workers = [
-        threading.Thread(target=run_acquisition, args=(settings, recipe, stop), name="acquire"),
+        threading.Thread(target=run_acquisition_worker, args=(settings, recipe, stop),
+                         name="acquire"),
         threading.Thread(
             target=run_inference_worker, args=(settings, recipe, stop), name="infer"
         ),

@@ -88,8 +88,11 @@ class ImageStore(Protocol):
         captured_at: datetime,
         image: np.ndarray,
         mask: np.ndarray | None,
+        *,
+        inspection_id: int | None = None,
     ) -> tuple[Any, Any]:
-        """Write frame and mask; return (image_path, mask_path)."""
+        """Write frame and mask of the logged inspection ``inspection_id`` (never replacing
+        another inspection's files); return (image_path, mask_path)."""
         ...
 
 
@@ -338,6 +341,7 @@ class _Worker:
                     result.captured_at,
                     frame.array(),
                     result.mask,
+                    inspection_id=inspection_id,
                 )
             except Exception:
                 log.exception("could not retain image of frame %s", frame.frame_id)

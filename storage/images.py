@@ -1,7 +1,10 @@
 """Image store: retained frames and class-indexed masks as PNG files on disk.
 
-Layout: ``root/<line>/<YYYYMMDD of captured_at, UTC>/<frame_id:012d>.png`` and
-``....mask.png`` next to it. Paths handed out (and stored in the inspection log) are
+Layout: ``root/<line>/<YYYYMMDD of captured_at, UTC>/<frame_id:012d>-<inspection id>.png``
+and ``....mask.png`` next to it. The inspection id (the log's primary key) is in the name, so
+two inspections never share a file name, even if a frame id were ever logged twice; and a
+file, once written, is never replaced (below): nothing can overwrite another inspection's
+evidence. Paths handed out (and stored in the inspection log) are
 **relative to root**, POSIX style (``line-1/20261123/000000001234.png``), so the store can be
 moved or mounted elsewhere; :meth:`ImageStore.path` resolves them and refuses anything that
 points outside ``root``.
@@ -9,10 +12,11 @@ points outside ``root``.
 Frames are 8-bit gray ``(H, W)`` or RGB ``(H, W, 3)`` in and out (converted to/from OpenCV's
 BGR order at the file boundary); masks are 8-bit single-channel, values = class indices.
 
-Writes are atomic: the PNG is encoded in memory, written to a hidden temporary file in the
-target directory and renamed over the final name (``os.replace``), so a reader never sees a
-half-written file and a crash leaves at most a temporary file (removed by retention after an
-hour).
+Writes are atomic and exclusive: the PNG is encoded in memory, written to a hidden temporary
+file in the target directory and hard-linked to the final name (``os.link`` fails when the
+name exists), so a reader never sees a half-written file, an existing file is never replaced,
+and a crash leaves at most a temporary file (removed by retention after an hour). Saving an
+inspection again (a frame re-delivered after a crash) keeps the files already written.
 
 Retention (:meth:`ImageStore.enforce_retention`): a frame and its mask form one unit. Units
 whose newest file is older than ``max_age_days`` are deleted; then, while the store holds more
@@ -93,12 +97,19 @@ class ImageStore:
 
     # -- paths ------------------------------------------------------------------------------
     def relative_paths(
-        self, line_id: str, frame_id: int, captured_at: datetime
+        self,
+        line_id: str,
+        frame_id: int,
+        captured_at: datetime,
+        inspection_id: int | None = None,
     ) -> tuple[str, str]:
-        """Relative ``(image_path, mask_path)`` a frame is stored under."""
+        """Relative ``(image_path, mask_path)`` of an inspection (``inspection_id`` None: a
+        frame not logged, named by its frame id alone)."""
         when = captured_at if captured_at.tzinfo else captured_at.replace(tzinfo=UTC)
         day = when.astimezone(UTC).strftime("%Y%m%d")
         stem = f"{line_dir_name(line_id)}/{day}/{int(frame_id):012d}"
+        if inspection_id is not None:
+            stem += f"-{int(inspection_id)}"
         return f"{stem}.png", f"{stem}.mask.png"
 
     def path(self, relative: str) -> Path:
@@ -119,21 +130,25 @@ class ImageStore:
             return False
 
     # -- write ------------------------------------------------------------------------------
-    def _write_atomic(self, target: Path, data: bytes) -> None:
+    def _write_exclusive(self, target: Path, data: bytes) -> bool:
+        """Write ``target`` atomically unless it exists; True when written, False when a file
+        of that name was already there (it is left untouched)."""
         for attempt in range(2):
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.parent / f"{_TMP_PREFIX}{uuid.uuid4().hex}{target.name}"
             try:
                 with open(tmp, "xb") as fh:
                     fh.write(data)
-                os.replace(tmp, target)
-                return
+                os.link(tmp, target)  # atomic, and never replaces an existing name
+                return True
+            except FileExistsError:
+                return False
             except FileNotFoundError:  # retention removed the empty directory meanwhile
                 if attempt:
                     raise
-            except BaseException:
+            finally:
                 tmp.unlink(missing_ok=True)
-                raise
+        return False  # pragma: no cover - the loop returns or raises
 
     @staticmethod
     def _encode(array: np.ndarray, what: str) -> bytes:
@@ -149,11 +164,16 @@ class ImageStore:
         captured_at: datetime,
         image: np.ndarray,
         mask: np.ndarray | None = None,
+        *,
+        inspection_id: int | None = None,
     ) -> tuple[str, str | None]:
         """Write the frame (and mask) as PNG; return relative ``(image_path, mask_path)``.
 
         ``image``: uint8 ``(H, W)`` gray or ``(H, W, 3)`` RGB. ``mask``: class indices
-        ``(H, W)`` (values 0..255), or None (``mask_path`` None).
+        ``(H, W)`` (values 0..255), or None (``mask_path`` None). ``inspection_id``: the
+        logged inspection the files belong to (part of the name). Existing files are never
+        replaced: saving an inspection again keeps what was written first; without an
+        ``inspection_id`` an existing name raises :class:`FileExistsError`.
         """
         image = np.asarray(image)
         if image.dtype != np.uint8 or image.ndim not in (2, 3):
@@ -165,7 +185,7 @@ class ImageStore:
                 image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
             else:
                 raise ValueError(f"image must have 1 or 3 channels, got {image.shape}")
-        image_rel, mask_rel = self.relative_paths(line_id, frame_id, captured_at)
+        image_rel, mask_rel = self.relative_paths(line_id, frame_id, captured_at, inspection_id)
         image_bytes = self._encode(np.ascontiguousarray(image), "image")
         mask_bytes = None
         if mask is not None:
@@ -179,11 +199,12 @@ class ImageStore:
                     raise ValueError("mask values must be class indices 0..255")
                 mask = mask.astype(np.uint8)
             mask_bytes = self._encode(np.ascontiguousarray(mask), "mask")
-        self._write_atomic(self.path(image_rel), image_bytes)
+        written = [self._write_exclusive(self.path(image_rel), image_bytes)]
         if mask_bytes is not None:
-            self._write_atomic(self.path(mask_rel), mask_bytes)
-            return image_rel, mask_rel
-        return image_rel, None
+            written.append(self._write_exclusive(self.path(mask_rel), mask_bytes))
+        if inspection_id is None and not all(written):
+            raise FileExistsError(f"{image_rel} exists: an image is never replaced")
+        return image_rel, (mask_rel if mask_bytes is not None else None)
 
     # -- read -------------------------------------------------------------------------------
     def read_bytes(self, relative: str | None) -> bytes | None:

@@ -79,7 +79,10 @@ class Store:
         captured_at: datetime,
         image: np.ndarray,
         mask: np.ndarray | None,
+        *,
+        inspection_id: int | None = None,
     ) -> tuple[str, str]:
+        assert inspection_id is not None
         assert image.shape == (FH, FW) and mask is not None and mask.shape == (FH, FW)
         self.saved.append(frame_id)
         return f"/img/{line_id}/{frame_id}.png", f"/img/{line_id}/{frame_id}.mask.png"

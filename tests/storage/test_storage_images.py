@@ -42,11 +42,30 @@ def test_save_layout_and_roundtrip(tmp_path: Path) -> None:
     rgb = np.dstack([gray, 255 - gray, gray // 2])
     rgb_path, no_mask = store.save("line-1", 43, T0, rgb, None)
     assert no_mask is None and np.array_equal(store.load_image(rgb_path), rgb)
-    # a second save of the same frame replaces the files atomically
-    store.save("line-1", 42, T0, 255 - gray, mask)
-    assert np.array_equal(store.load_image(image_path), 255 - gray)
+    # a file is never replaced: without an inspection id a second save of the name fails
+    with pytest.raises(FileExistsError):
+        store.save("line-1", 42, T0, 255 - gray, mask)
+    assert np.array_equal(store.load_image(image_path), gray)
     assert store.load_image("line-1/20261123/missing.png") is None
     assert store.read_bytes(None) is None and not store.exists(None)
+
+
+def test_two_inspections_of_one_frame_id_never_share_a_file(tmp_path: Path) -> None:
+    """Issue 17.1: a frame id logged again (Redis rolled back) must not overwrite evidence."""
+    store = ImageStore(tmp_path / "img")
+    old, new = _frame(seed=1), _frame(seed=2)
+    mask = np.zeros(old.shape, np.uint8)
+    old_paths = store.save("line-1", 27, T0, old, mask, inspection_id=27)
+    new_paths = store.save("line-1", 27, T0, new, mask, inspection_id=58)
+    assert old_paths == ("line-1/20261123/000000000027-27.png",
+                         "line-1/20261123/000000000027-27.mask.png")
+    assert new_paths[0] != old_paths[0] and new_paths[1] != old_paths[1]
+    assert np.array_equal(store.load_image(old_paths[0]), old)
+    assert np.array_equal(store.load_image(new_paths[0]), new)
+    # the same inspection saved again (re-delivery) keeps the files written first
+    assert store.save("line-1", 27, T0, new, mask, inspection_id=27) == old_paths
+    assert np.array_equal(store.load_image(old_paths[0]), old)
+    assert not [p for p in (tmp_path / "img").rglob("*") if p.name.startswith(".tmp-")]
 
 
 def test_invalid_input_and_paths(tmp_path: Path) -> None:
