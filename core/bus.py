@@ -9,7 +9,14 @@ Keys (``{line}`` = line id):
 * ``verdict_ts:{line}`` - ``captured_at`` of that record in integer microseconds, the order
   key of the atomic compare-and-set in :func:`publish_verdict`;
 * ``camera:{line}`` - hash ``connected`` (0/1), ``heartbeat`` (Unix s), ``info`` (JSON);
-* ``lines`` - set of line ids that ever reported.
+* ``lines`` - set of line ids that ever reported;
+* the result sequence (:func:`publish_result`, read by :mod:`core.results`):
+  ``resultseq:{line}`` - the last result id (INCR, never reset); ``results:{line}`` - sorted
+  set of compact results scored by result id; ``resultframes:{line}`` - frame id -> result
+  id (a re-delivered frame keeps its result id); ``results_ng:{line}``,
+  ``results_unknown:{line}`` - the NG / UNKNOWN result ids; ``resultcounts:{line}`` - hash
+  code -> results since the line started. The four sorted sets keep the last
+  ``results_maxlen`` result ids; channel ``resultevents:{line}`` carries each new result id.
 
 The API answers the PLC from these keys only (no database hit).
 """
@@ -31,17 +38,48 @@ GROUP = "inference"
 #: The camera counts as disconnected when the acquisition heartbeat is older than this.
 CAMERA_HEARTBEAT_TIMEOUT_S = 3.0
 
-# Compare-and-set of the latest verdict, atomic inside Redis: store ARGV[1] unless the stored
-# verdict was captured later (KEYS[2] > ARGV[2]). Equal times overwrite (a re-delivered frame).
-_PUBLISH_IF_NOT_OLDER = """
-local stored = tonumber(redis.call('GET', KEYS[2]))
-if stored and stored > tonumber(ARGV[2]) then
-  return 0
+#: Result ids kept per line in the result sequence (about 5.5 min at 30 frames/s).
+DEFAULT_RESULTS_MAXLEN = 10000
+
+# One atomic step per inspected frame (docs/DECISIONS.md, "Result sequence"):
+# 1. the result sequence: a frame already in ``resultframes`` keeps its result id (a frame
+#    re-delivered after a crash); otherwise INCR the line's counter, add the compact result
+#    (ARGV[6] with the id appended), its frame, its NG/UNKNOWN id and count, trim every set to
+#    the last ARGV[7] ids, PUBLISH the id on ARGV[8];
+# 2. the compare-and-set of the latest verdict: store ARGV[1] (with the id appended) unless
+#    the stored verdict was captured later (KEYS[2] > ARGV[2]). Equal times overwrite.
+# Returns {result id, 1 if stored as the latest verdict, 1 if the frame already had an id}.
+_PUBLISH_RESULT = """
+local rid = redis.call('ZSCORE', KEYS[6], ARGV[4])
+local dup = 0
+if rid then
+  rid = tonumber(rid)
+  dup = 1
+else
+  rid = redis.call('INCR', KEYS[4])
+  redis.call('ZADD', KEYS[5], rid, string.sub(ARGV[6], 1, -2) .. ',"result_id":' .. rid .. '}')
+  redis.call('ZADD', KEYS[6], rid, ARGV[4])
+  if ARGV[5] == '1' then
+    redis.call('ZADD', KEYS[7], rid, rid)
+  elseif ARGV[5] == '2' then
+    redis.call('ZADD', KEYS[8], rid, rid)
+  end
+  redis.call('HINCRBY', KEYS[9], ARGV[5], 1)
+  local floor = rid - tonumber(ARGV[7])
+  if floor > 0 then
+    for i = 5, 8 do redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', floor) end
+  end
+  redis.call('PUBLISH', ARGV[8], rid)
 end
-redis.call('SET', KEYS[1], ARGV[1])
-redis.call('SET', KEYS[2], ARGV[2])
+local latest = 0
+local stored = tonumber(redis.call('GET', KEYS[2]))
+if not (stored and stored > tonumber(ARGV[2])) then
+  redis.call('SET', KEYS[1], string.sub(ARGV[1], 1, -2) .. ',"result_id":' .. rid .. '}')
+  redis.call('SET', KEYS[2], ARGV[2])
+  latest = 1
+end
 redis.call('SADD', KEYS[3], ARGV[3])
-return 1
+return {rid, latest, dup}
 """
 
 
@@ -75,6 +113,47 @@ def camera_key(line_id: str) -> str:
     return f"camera:{line_id}"
 
 
+def result_seq_key(line_id: str) -> str:
+    """Key of the line's last result id (INCR; never reset, never reused)."""
+    return f"resultseq:{line_id}"
+
+
+def results_key(line_id: str) -> str:
+    """Sorted set of the line's compact results (JSON), scored by result id."""
+    return f"results:{line_id}"
+
+
+def result_frames_key(line_id: str) -> str:
+    """Sorted set: member frame id, score its result id (re-delivered frames keep theirs)."""
+    return f"resultframes:{line_id}"
+
+
+def results_ng_key(line_id: str) -> str:
+    """Sorted set of the line's NG result ids (member = score = result id)."""
+    return f"results_ng:{line_id}"
+
+
+def results_unknown_key(line_id: str) -> str:
+    """Sorted set of the line's UNKNOWN result ids (member = score = result id)."""
+    return f"results_unknown:{line_id}"
+
+
+def result_counts_key(line_id: str) -> str:
+    """Hash verdict code (``0``/``1``/``2``) -> results since the line started."""
+    return f"resultcounts:{line_id}"
+
+
+def result_events_channel(line_id: str) -> str:
+    """Pub/sub channel on which every new result id of the line is published."""
+    return f"resultevents:{line_id}"
+
+
+def plc_cursor_key(line_id: str) -> str:
+    """Hash interface -> result id a PLC acknowledged (Modbus/OPC UA handshake), and
+    ``<interface>:ng_reset`` -> NG total when that PLC last reset its NG count."""
+    return f"plccursor:{line_id}"
+
+
 def line_keys(line_id: str) -> list[str]:
     """Every per-line key (membership of :data:`LINES_KEY` aside), e.g. to remove a line."""
     return [
@@ -83,6 +162,13 @@ def line_keys(line_id: str) -> list[str]:
         verdict_key(line_id),
         verdict_ts_key(line_id),
         camera_key(line_id),
+        result_seq_key(line_id),
+        results_key(line_id),
+        result_frames_key(line_id),
+        results_ng_key(line_id),
+        results_unknown_key(line_id),
+        result_counts_key(line_id),
+        plc_cursor_key(line_id),
     ]
 
 
@@ -114,20 +200,82 @@ def stream_lag(r: redis.Redis, line_id: str) -> int | None:
 
 
 # -- verdicts ---------------------------------------------------------------------------------
-def publish_verdict(r: redis.Redis, line_id: str, record: dict[str, Any]) -> bool:
-    """Store ``record`` as the latest verdict of a line unless a later-captured one is stored.
+@dataclass(frozen=True)
+class Published:
+    """What :func:`publish_result` did with one record."""
 
-    One atomic compare-and-set (a Lua script): two workers publishing at once can never let
-    an older frame's verdict (e.g. a reclaimed frame) replace a newer one. ``record`` needs
-    an ISO-8601 ``captured_at``. Returns True when stored, False when a newer one was kept.
+    #: the frame's result id in the line's sequence
+    result_id: int
+    #: stored as the line's latest verdict (False: a later-captured verdict was kept)
+    latest: bool
+    #: the frame already had a result id (re-delivered): the sequence did not move
+    duplicate: bool
+
+
+def defect_counts(record: dict[str, Any] | None) -> dict[str, int]:
+    """Defects per class of a verdict record."""
+    counts: dict[str, int] = {}
+    for d in (record or {}).get("defects") or []:
+        name = str(d.get("class"))
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def compact_result(record: dict[str, Any]) -> dict[str, Any]:
+    """The entry of the result sequence for a verdict record: ids, time, verdict, code,
+    ``counts`` (defect class -> number of defects), latency and recipe."""
+    return {
+        "frame_id": record.get("frame_id"),
+        "inspection_id": record.get("inspection_id"),
+        "captured_at": record.get("captured_at"),
+        "verdict": record.get("verdict"),
+        "code": record.get("code"),
+        "counts": defect_counts(record),
+        "latency_ms": record.get("latency_ms"),
+        "recipe": record.get("recipe"),
+    }
+
+
+def publish_result(
+    r: redis.Redis,
+    line_id: str,
+    record: dict[str, Any],
+    maxlen: int = DEFAULT_RESULTS_MAXLEN,
+) -> Published:
+    """Give the inspected frame of ``record`` its result id and publish its verdict.
+
+    One Lua script, atomic inside Redis: the frame gets the next result id of the line (or
+    keeps the one it already has: a re-delivered frame is not counted twice), its compact
+    result joins the line's sequence (last ``maxlen`` ids kept) and the id is published on
+    :func:`result_events_channel`; then the verdict record, with ``result_id``, replaces the
+    latest verdict unless a later-captured one is stored (a reclaimed old frame never hides a
+    newer verdict). Result ids follow the order of publishing, so a reader who has seen id
+    ``n`` has seen every result up to ``n`` - however the workers interleave. ``record``
+    needs ``frame_id``, ``code`` and an ISO-8601 ``captured_at``.
     """
-    captured_us = round(parse_iso(str(record["captured_at"])).timestamp() * 1_000_000)
-    script = r.register_script(_PUBLISH_IF_NOT_OLDER)
-    stored = script(
-        keys=[verdict_key(line_id), verdict_ts_key(line_id), LINES_KEY],
-        args=[json.dumps(record), captured_us, line_id],
+    if maxlen < 1:
+        raise ValueError("maxlen must be at least 1")
+    body = {k: v for k, v in record.items() if k != "result_id"}
+    captured_us = round(parse_iso(str(body["captured_at"])).timestamp() * 1_000_000)
+    script = r.register_script(_PUBLISH_RESULT)
+    rid, latest, dup = script(
+        keys=[
+            verdict_key(line_id), verdict_ts_key(line_id), LINES_KEY,
+            result_seq_key(line_id), results_key(line_id), result_frames_key(line_id),
+            results_ng_key(line_id), results_unknown_key(line_id), result_counts_key(line_id),
+        ],
+        args=[
+            json.dumps(body), captured_us, line_id, int(body["frame_id"]), int(body["code"]),
+            json.dumps(compact_result(body)), int(maxlen), result_events_channel(line_id),
+        ],
     )
-    return bool(stored)
+    return Published(result_id=int(rid), latest=bool(latest), duplicate=bool(dup))
+
+
+def publish_verdict(r: redis.Redis, line_id: str, record: dict[str, Any]) -> bool:
+    """:func:`publish_result`; True when ``record`` became the latest verdict of the line,
+    False when a later-captured one was kept."""
+    return publish_result(r, line_id, record).latest
 
 
 def latest_verdict(r: redis.Redis, line_id: str) -> dict[str, Any] | None:
@@ -167,7 +315,8 @@ def set_camera_status(
     pipe.execute()
 
 
-def _parse_camera(raw: dict[bytes, bytes]) -> CameraStatus | None:
+def parse_camera(raw: dict[bytes, bytes]) -> CameraStatus | None:
+    """The :class:`CameraStatus` of a ``camera:{line}`` hash (None when empty)."""
     if not raw:
         return None
     return CameraStatus(
@@ -179,7 +328,7 @@ def _parse_camera(raw: dict[bytes, bytes]) -> CameraStatus | None:
 
 def camera_status(r: redis.Redis, line_id: str) -> CameraStatus | None:
     """The camera status of a line, or None when no acquisition worker ever reported."""
-    return _parse_camera(r.hgetall(camera_key(line_id)))
+    return parse_camera(r.hgetall(camera_key(line_id)))
 
 
 # -- what the PLC endpoint reads --------------------------------------------------------------
@@ -202,7 +351,7 @@ def line_snapshot(r: redis.Redis, line_id: str) -> LineSnapshot:
     raw_verdict, raw_camera, known = pipe.execute()
     return LineSnapshot(
         verdict=json.loads(raw_verdict) if raw_verdict else None,
-        camera=_parse_camera(raw_camera),
+        camera=parse_camera(raw_camera),
         known=bool(known),
     )
 

@@ -14,15 +14,22 @@ into the answer (docs/CONTRACT.md, fail-safe rule):
 * otherwise the record's own ``OK``/``NG`` with ``reason: null``.
 
 The original verdict stays in ``last_verdict``. Never a stale ``OK``.
+
+Every PLC interface (REST, Modbus TCP, OPC UA) shows the same :class:`PlcStatus`
+(:func:`plc_status`): that answer, plus the line's result sequence against the PLC's cursor
+- results pending, NG since the cursor and the :func:`worst_code` since it - so a PLC
+polling at any rate accounts for every result and every NG (docs/PLC.md).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from core.bus import LineSnapshot
 from core.result import InspectionResult, Verdict
+from core.results import ResultPage
 from core.timeutil import as_utc, iso_utc, parse_iso
 
 #: ``stale_after_ms`` of a record that does not carry one (written before the field existed).
@@ -98,3 +105,100 @@ def plc_answer(line_id: str, snapshot: LineSnapshot, now: datetime) -> dict[str,
     body["stale_after_ms"] = stale_after
     body["camera_connected"] = camera_alive
     return body
+
+
+# -- the result sequence as a PLC sees it -----------------------------------------------------
+#: ``system state`` code per answer ``reason`` (Modbus register, OPC UA variable):
+#: 1 running (the answer is the verdict itself), 2 stale, 3 camera disconnected, 4 no verdict
+#: yet, 5 invalid record, 6 Redis unavailable; 0 is never sent for a known reason.
+STATE_CODES: dict[str | None, int] = {
+    None: 1, "stale": 2, "camera_disconnected": 3, "no_verdict_yet": 4,
+    "invalid_record": 5, "redis_unavailable": 6,
+}
+
+
+def state_code(reason: str | None) -> int:
+    """The system-state code of an answer's ``reason`` (:data:`STATE_CODES`; 0 unknown)."""
+    return STATE_CODES.get(reason, 0)
+
+
+def worst_code(ng: int, unknown: int, lost: int, answer_code: int) -> int:
+    """The worst verdict code since a cursor: ``NG`` (1) when any result after it was NG,
+    else ``UNKNOWN`` (2) when any was UNKNOWN, some were lost (no longer retained: they may
+    have been NG) or the line's answer right now is ``UNKNOWN`` (stale, camera down), else
+    ``OK`` (0). A PLC that acts on this never lets an NG or a blind spot pass as OK."""
+    if ng > 0:
+        return int(Verdict.NG)
+    if unknown > 0 or lost > 0 or answer_code != int(Verdict.OK):
+        return int(Verdict.UNKNOWN)
+    return int(Verdict.OK)
+
+
+@dataclass(frozen=True)
+class PlcStatus:
+    """Everything a PLC interface shows for one line at one instant: the fail-safe answer
+    (:func:`plc_answer`), the result sequence against the PLC's cursor, and the first
+    results after that cursor (its small result buffer)."""
+
+    line_id: str
+    #: :func:`plc_answer` of the line
+    answer: dict[str, Any]
+    #: :func:`state_code` of the answer
+    state: int
+    #: the PLC's cursor (last acknowledged result id) the counts refer to
+    cursor: int
+    last_result_id: int
+    #: :func:`worst_code` since the cursor
+    worst_code: int
+    #: results after the cursor, of them NG, and those no longer retained
+    pending: int
+    ng_since: int
+    lost: int
+    #: more results pending than the buffer shows
+    overrun: bool
+    #: the cursor was ahead of the sequence (Redis lost its data)
+    cursor_reset: bool
+    #: the first results after the cursor, oldest first (at most the buffer size)
+    buffer: list[dict[str, Any]]
+    #: results since the line started, by verdict name
+    totals: dict[str, int]
+    last_ng_result_id: int | None
+
+    @property
+    def code(self) -> int:
+        """The line's verdict code right now (0 OK, 1 NG, 2 UNKNOWN)."""
+        return int(self.answer["code"])
+
+
+def plc_status(
+    line_id: str, snapshot: LineSnapshot, page: ResultPage, now: datetime, buffer_size: int
+) -> PlcStatus:
+    """The :class:`PlcStatus` of a line from its snapshot and its :class:`ResultPage` read
+    after the PLC's cursor (``page.after``) with ``limit = buffer_size``."""
+    answer = plc_answer(line_id, snapshot, now)
+    return PlcStatus(
+        line_id=line_id,
+        answer=answer,
+        state=state_code(answer.get("reason")),
+        cursor=page.effective_after,
+        last_result_id=page.last_result_id,
+        worst_code=worst_code(page.ng, page.unknown, page.lost, int(answer["code"])),
+        pending=page.pending,
+        ng_since=page.ng,
+        lost=page.lost,
+        overrun=page.pending > buffer_size,
+        cursor_reset=page.cursor_reset,
+        buffer=page.results[:buffer_size],
+        totals=page.totals,
+        last_ng_result_id=page.last_ng_result_id,
+    )
+
+
+def unavailable_status(line_id: str, cursor: int, reason: str = "redis_unavailable") -> PlcStatus:
+    """The status shown when the line's state cannot be read: ``UNKNOWN`` everywhere."""
+    return PlcStatus(
+        line_id=line_id, answer=unknown(line_id, reason), state=state_code(reason),
+        cursor=cursor, last_result_id=0, worst_code=int(Verdict.UNKNOWN), pending=0,
+        ng_since=0, lost=0, overrun=False, cursor_reset=False, buffer=[], totals={},
+        last_ng_result_id=None,
+    )

@@ -102,4 +102,6 @@ def test_stream_lag_counts_unread_entries(redis_client: redis.Redis, line_id: st
 
 def test_line_keys_name_every_key_of_a_line() -> None:
     keys = line_keys("l1")
-    assert keys == ["frames:l1", "frameid:l1", "verdict:l1", "verdict_ts:l1", "camera:l1"]
+    assert keys == ["frames:l1", "frameid:l1", "verdict:l1", "verdict_ts:l1", "camera:l1",
+                    "resultseq:l1", "results:l1", "resultframes:l1", "results_ng:l1",
+                    "results_unknown:l1", "resultcounts:l1", "plccursor:l1"]
