@@ -71,12 +71,46 @@ class Settings(BaseSettings):
     ort_threads: int = 0
     #: let idle onnxruntime threads busy-wait (faster only on cores nothing else needs).
     ort_spinning: bool = False
+    #: Result ids kept per line in the result sequence (``GET .../results?after=``, the PLC
+    #: handshakes); a PLC whose cursor falls further behind sees them as ``lost``.
+    results_maxlen: int = 10000
+    #: PLC interfaces (docs/PLC.md). Lines they serve (comma list; empty = ``line_id``);
+    #: Modbus unit id n (1-based) and OPC UA object ``Lines/<line>`` are the n-th line.
+    plc_lines: str = ""
+    #: Modbus TCP server (``lineinspect plc modbus``; in ``lineinspect run`` when enabled).
+    modbus_enabled: bool = False
+    modbus_host: str = "127.0.0.1"
+    modbus_port: int = 5020
+    #: Accept writes to the command registers (acknowledge, reset); read-only otherwise.
+    modbus_writable: bool = False
+    #: OPC UA server (``lineinspect plc opcua``; in ``lineinspect run`` when enabled).
+    opcua_enabled: bool = False
+    opcua_host: str = "127.0.0.1"
+    opcua_port: int = 4840
+    #: Also offer the unencrypted ``NoSecurity`` endpoint (off: Basic256Sha256 only).
+    opcua_allow_insecure: bool = False
+    #: User allowed to call Acknowledge/ResetCounters (empty password = no writes).
+    opcua_user: str = "plc"
+    opcua_password: str = ""
+    #: Application certificate and key (created, self-signed, on first start when missing).
+    opcua_cert_dir: Path | None = None
     log_level: str = "INFO"
 
     @property
     def image_store_path(self) -> Path:
         """Directory where retained frames and masks are written."""
         return self.image_store_dir or (self.data_dir / "images")
+
+    @property
+    def plc_line_ids(self) -> list[str]:
+        """Lines the PLC interfaces serve, in unit-id order."""
+        lines = [x.strip() for x in self.plc_lines.split(",") if x.strip()]
+        return lines or [self.line_id]
+
+    @property
+    def opcua_cert_path(self) -> Path:
+        """Directory of the OPC UA application certificate and key."""
+        return self.opcua_cert_dir or (self.data_dir / "opcua")
 
     @property
     def sqlalchemy_url(self) -> str:

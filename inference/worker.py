@@ -12,13 +12,17 @@ Delivery guarantees (docs/CONTRACT.md), per stream entry, in this order:
 4. NG frames (and OK ones when ``retain_ok_images``): ``image_store.save(...)`` then
    ``repository.set_image_paths(...)``; an image-store failure (disk) is logged and the
    inspection kept without image;
-5. ``XACK`` - only now; a DB error in 3-4 leaves the entry pending (not acked), the worker backs
-   off and retries it (re-reading its own pending entries); if it dies, another worker takes
-   the entry over with ``XAUTOCLAIM`` once it has been idle ``claim_idle_ms``;
-6. :func:`core.bus.publish_verdict` of the verdict record (:func:`core.plc.verdict_record`:
+5. :func:`core.bus.publish_result` of the verdict record (:func:`core.plc.verdict_record`:
    the inspection JSON with ``inspection_id`` and the recipe's ``stale_after_ms``/
-   ``valid_until``) - one atomic compare-and-set in Redis, so a reclaimed old frame never
-   replaces a newer frame's verdict, however the workers interleave;
+   ``valid_until``) - one Lua script in Redis: the frame's result id in the line's result
+   sequence (a re-delivered frame keeps its id) and the compare-and-set of the latest
+   verdict, so a reclaimed old frame never replaces a newer frame's verdict, however the
+   workers interleave;
+6. ``XACK`` - only now; a DB error in 3-4 leaves the entry pending (not acked), the worker backs
+   off and retries it (re-reading its own pending entries); if it dies, another worker takes
+   the entry over with ``XAUTOCLAIM`` once it has been idle ``claim_idle_ms``. Publishing
+   before the XACK means a crash between the two re-delivers the frame (same result id)
+   instead of leaving a logged frame that no PLC ever saw;
 7. metrics: verdicts, defects, grab-to-verdict, brightness, stream lag.
 
 Redis connection errors anywhere: back off (0.1 s doubling to 5 s) and retry; nothing
@@ -42,7 +46,7 @@ from typing import Any, Protocol
 import numpy as np
 import redis
 
-from core.bus import GROUP, ensure_group, publish_verdict, stream_key, stream_lag
+from core.bus import GROUP, ensure_group, publish_result, stream_key, stream_lag
 from core.frame import Frame
 from core.metrics import (
     DEFECTS,
@@ -316,13 +320,13 @@ class _Worker:
         t0 = time.perf_counter()
         created = self._commit(result, frame)
         t1 = time.perf_counter()
-        self.r.xack(self.key, GROUP, entry_id)  # only after the commit
+        self._publish(result)  # before XACK: a crash in between re-delivers, never loses it
         t2 = time.perf_counter()
-        self._publish(result)
+        self.r.xack(self.key, GROUP, entry_id)  # only after the commit
         t3 = time.perf_counter()
         stages.add("db_write", t1 - t0)
-        stages.add("stream_ack", t2 - t1)
-        stages.add("verdict_publish", t3 - t2)
+        stages.add("verdict_publish", t2 - t1)
+        stages.add("stream_ack", t3 - t2)
         stages.add("grab_to_verdict", max(0.0, time.time() - frame.host_ts))
         self._count(result, frame, created)
 
@@ -356,7 +360,8 @@ class _Worker:
 
     def _publish(self, result: InspectionResult) -> None:
         record = verdict_record(result, self.stale_after_ms)
-        if not publish_verdict(self.r, result.line_id, record):
+        done = publish_result(self.r, result.line_id, record, self.settings.results_maxlen)
+        if not done.latest:
             log.info("frame %s: a newer verdict is published, kept it", result.frame_id)
 
     def _count(self, result: InspectionResult, frame: Frame, created: bool) -> None:
