@@ -58,7 +58,11 @@ def test_fresh_verdict_then_stale(client: TestClient, redis_client: redis.Redis,
     body = resp.json()
     assert body["verdict"] == "NG" and body["code"] == 1 and body["reason"] is None
     assert body["line_id"] == line_id and body["frame_id"] == 1234
-    assert body["defects"][0]["class"] == "scratch" and body["models"] == {"m": "1.0.0"}
+    assert body["counts"] == {"scratch": 1} and "defects" not in body  # compact
+    assert body["links"]["inspection"] == "/api/v1/inspections/17"
+    assert body["result_id"] == body["last_result_id"] == 1
+    full = client.get(f"/api/v1/lines/{line_id}/verdict", params={"full": True}).json()
+    assert full["defects"][0]["class"] == "scratch" and full["models"] == {"m": "1.0.0"}
     assert 0 <= body["age_ms"] < STALE_AFTER_MS
     assert body["stale_after_ms"] == STALE_AFTER_MS and body["camera_connected"] is True
     assert resp.headers["cache-control"] == "no-store"
@@ -127,7 +131,8 @@ def test_known_line_without_verdict(client: TestClient, redis_client: redis.Redi
     assert resp.status_code == 200
     body = resp.json()
     assert (body["verdict"], body["code"], body["reason"]) == ("UNKNOWN", 2, "no_verdict_yet")
-    assert body["inspection_id"] is None and body["defects"] == []
+    assert body["inspection_id"] is None and body["counts"] == {}
+    assert body["result_id"] is None and body["last_result_id"] == 0
     lines = client.get("/api/v1/lines").json()["lines"]
     assert any(x["line_id"] == line_id and x["verdict"] == "UNKNOWN" for x in lines)
 
