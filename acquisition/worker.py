@@ -61,9 +61,11 @@ or failed buffers (also in ``FRAMES_INCOMPLETE``; never streamed) + frames whose
 Trimmed-unread detection: every XADD runs in one MULTI with ``XLEN`` and ``XINFO GROUPS``, so
 the trim and the groups' ``last-delivered-id`` are seen atomically. The worker keeps the ids
 it wrote in order (at most about MAXLEN + 100 of them); ``length before + 1 - XLEN`` is how
-many of the oldest entries that XADD trimmed, and each trimmed id newer than the slowest
-group's ``last-delivered-id`` (``0-0`` when no group exists yet: the inference group starts
-at id 0) was never delivered: a drop. Delivered-but-unacked entries that are trimmed are
+many entries left the stream since the last XADD - trimmed by MAXLEN, deleted by the
+inference worker after their XACK (delivered ones only), or lost with a Redis that restarted
+without persistence - and each of them newer than the furthest ``last-delivered-id`` seen
+(``0-0`` when no group exists yet: the inference group starts at id 0) was never delivered:
+a drop. Delivered-but-unacked entries that are trimmed are
 the inference worker's to count. Entries written before this worker started are known only
 by count and first/last id: if the slowest group had delivered their last one they count as
 read, if it had not reached their first one as unread, in between (rare) as read.
@@ -226,37 +228,38 @@ class TrimMonitor:
         self.old_count = existing
         self.old_first = first_id or (0, 0)
         self.old_last = last_id or (0, 0)
+        #: the furthest ``last-delivered-id`` seen (a group recreated after a Redis restart
+        #: starts again at 0-0; what was delivered before stays delivered)
+        self.delivered: tuple[int, int] = (0, 0)
 
     def on_xadd(
         self, entry_id: tuple[int, int], length_after: int, delivered: tuple[int, int]
     ) -> int:
-        """Account for one XADD; return how many trimmed entries were never delivered.
+        """Account for one XADD; return how many entries left the stream never delivered.
 
         ``delivered`` is the slowest group's ``last-delivered-id`` seen atomically with the
-        XADD (``(0, 0)`` when there is no group).
+        XADD (``(0, 0)`` when there is no group). Entries leave the stream by ``MAXLEN ~``
+        (oldest first), because the inference worker deleted them after acknowledging them
+        (only delivered ones), or all at once when Redis restarted without them or the
+        stream was deleted. Either way the ones newer than the furthest delivery ever seen
+        were never inspected: drops.
         """
+        self.delivered = max(self.delivered, delivered)
         before = self.old_count + len(self.written)
         self.written.append(entry_id)
-        trimmed = before + 1 - length_after
-        if trimmed < 0 or length_after < 1:
+        gone = before + 1 - length_after
+        if gone < 0:
             # Someone else added entries or the bookkeeping is off: resynchronise.
             self.old_count = max(0, length_after - len(self.written))
             return 0
-        if length_after < min(self.maxlen, before + 1):
-            # More than MAXLEN ~ can trim: the stream was deleted or Redis restarted empty.
-            log.warning("stream shrank from %d to %d entries: resynchronising", before + 1,
-                        length_after)
-            self.written = deque([entry_id])
-            self.old_count = max(0, length_after - 1)
-            return 0
         unread = 0
-        k = min(trimmed, self.old_count)
+        k = min(gone, self.old_count)
         if k:
             self.old_count -= k
-            if delivered < self.old_first:
+            if self.delivered < self.old_first:
                 unread += k
-        for _ in range(trimmed - k):
-            if self.written.popleft() > delivered:
+        for _ in range(min(gone - k, len(self.written) - 1)):
+            if self.written.popleft() > self.delivered:
                 unread += 1
         return unread
 
@@ -542,7 +545,8 @@ class AcquisitionWorker:
             if lost:
                 self.stats.trimmed_unread += lost
                 self._drop(lost)
-                self._log_error("%d frames of %s trimmed (MAXLEN %d) before being read",
+                self._log_error("%d frames of %s left the stream unread (MAXLEN %d, or "
+                                "Redis restarted without them): counted as dropped",
                                 lost, self.key, self.maxlen)
 
     # ------------------------------------------------------------------ status

