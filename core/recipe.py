@@ -71,8 +71,9 @@ class ModelSpec(_Strict):
     min_areas: dict[str, int] = Field(default_factory=dict)
     #: Classes that are not defects (e.g. ``defect_free``; ``background``/``ok`` always).
     ok_classes: list[str] = Field(default_factory=lambda: ["defect_free", "background", "ok"])
-    #: Tiles per onnxruntime call.
-    batch_size: int = 32
+    #: Tiles per engine call; 0 = all of a frame's tiles in one call (one batch per model and
+    #: frame); a positive value caps it (e.g. GPU memory).
+    batch_size: int = 0
     #: Run only on tiles that overlap a defect found by this (earlier) model. For classifiers
     #: trained on defect-only sets (NEU-CLS, X-SDD have no defect-free class) the segmenter
     #: finds *where*, the classifier names *what*.

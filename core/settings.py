@@ -84,7 +84,8 @@ class Settings(BaseSettings):
     #: Largest accepted upload for ``POST /api/v1/inspect``.
     max_upload_bytes: int = 20 * 1024 * 1024
     #: Inference engine of every model (a recipe's ``engine`` overrides it): ``onnxruntime``,
-    #: ``openvino`` (CPU, f32), or ``auto`` (the rule of ``inference.backends.choose_engine``).
+    #: ``openvino`` (CPU, f32), or ``auto`` (per model the fastest engine with onnxruntime's
+    #: scores, measured at start-up: ``inference.backends.probe``).
     engine: Engine = "onnxruntime"
     #: onnxruntime execution providers in priority order; empty = best available.
     providers: str = ""

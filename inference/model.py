@@ -21,7 +21,8 @@ import numpy as np
 from core.model_meta import ModelMeta, check_signature
 from core.preprocess import preprocess
 from core.settings import Settings
-from inference.backends import Backend, open_backend
+from inference.backends import Backend, EngineChoice, open_backend
+from inference.backends.probe import PROBE_BATCH
 
 
 class OnnxModel:
@@ -39,11 +40,12 @@ class OnnxModel:
         threads: int = 0,
         spinning: bool = False,
         name: str | None = None,
+        probe_batch: int = PROBE_BATCH,
     ) -> None:
         """Load ``path`` on ``engine`` (:func:`inference.backends.open_backend`: ``auto``,
         ``onnxruntime`` or ``openvino``); ``providers``/``spinning`` for onnxruntime,
         ``threads`` = intra-op threads (0 = the engine's default); ``name`` labels metrics
-        (default: file stem).
+        (default: file stem); ``probe_batch``: tiles in the ``auto`` probe's batch.
 
         Raises FileNotFoundError, :class:`core.model_meta.ModelMetadataError` (metadata or
         graph signature wrong) or :class:`inference.backends.BackendUnavailable`.
@@ -54,8 +56,10 @@ class OnnxModel:
         self.name = name or self.path.stem
         self.backend: Backend = open_backend(
             self.path, engine, providers=providers, threads=threads, spinning=spinning,
-            name=self.name,
+            name=self.name, probe_batch=probe_batch,
         )
+        #: what ``engine: auto`` measured and chose (None when the engine was set)
+        self.engine_choice: EngineChoice | None = getattr(self.backend, "choice", None)
         self.meta = ModelMeta.from_props(self.backend.metadata_props(), source=str(self.path))
         check_signature(self.meta, self.backend.input_shape(), self.backend.output_shape())
         self._local = threading.local()
@@ -150,7 +154,12 @@ class OnnxModel:
 
 
 def load_model(
-    path: str | Path, settings: Settings, *, name: str | None = None, engine: str | None = None
+    path: str | Path,
+    settings: Settings,
+    *,
+    name: str | None = None,
+    engine: str | None = None,
+    probe_batch: int = PROBE_BATCH,
 ) -> OnnxModel:
     """:class:`OnnxModel` with the engine, providers, threads and spinning of ``settings``
     (``engine`` - a recipe's choice - overrides ``settings.engine``)."""
@@ -161,4 +170,5 @@ def load_model(
         threads=settings.ort_threads,
         spinning=settings.ort_spinning,
         name=name,
+        probe_batch=probe_batch,
     )

@@ -18,7 +18,8 @@ How a frame flows through :meth:`Inspector.inspect`:
    reflection-padded). ``tile: 0`` = the whole area as one tile.
 5. **inference** (:mod:`inference.model` on the engine of :mod:`inference.backends`): per
    model, tiles are preprocessed (:func:`core.preprocess.preprocess`) into a preallocated
-   buffer and run in batches of ``batch_size``; ``lineinspect_model_inference_seconds{model}``
+   buffer and run as one batch per frame (``batch_size`` 0, the default; a positive
+   ``batch_size`` caps the tiles per engine call); ``lineinspect_model_inference_seconds{model}``
    observes the engine's time per frame.
 6. **stitching / postprocessing** (:mod:`inference.postprocess`): classifiers -> max-over-tiles
    score maps -> thresholded connected regions; segmenters -> averaged probability map ->
@@ -42,7 +43,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
 import cv2
@@ -53,6 +54,7 @@ from core.metrics import MODEL_INFERENCE
 from core.recipe import ModelSpec, Recipe
 from core.result import Defect, InspectionResult
 from core.settings import Settings
+from inference.backends.probe import PROBE_BATCH
 from inference.model import OnnxModel, load_model
 from inference.postprocess import (
     Finding,
@@ -78,8 +80,8 @@ def _check_spec(spec: ModelSpec) -> None:
             f"model {spec.name}: stride {spec.stride} > tile {spec.tile} would leave pixels "
             "uninspected"
         )
-    if spec.batch_size < 1:
-        raise ValueError(f"model {spec.name}: batch_size must be >= 1")
+    if spec.batch_size < 0:
+        raise ValueError(f"model {spec.name}: batch_size must be >= 0 (0 = a frame's tiles)")
 
 
 def _check_tile(spec: ModelSpec, model: OnnxModel) -> None:
@@ -92,6 +94,11 @@ def _check_tile(spec: ModelSpec, model: OnnxModel) -> None:
             f"model {spec.name}: the recipe cuts {cut} but {model.path.name} was trained on "
             f"{trained}-px frame tiles (lineinspect.tile); set tile: {trained}"
         )
+
+
+def _batch(spec: ModelSpec, tiles: Sequence[np.ndarray]) -> int:
+    """Tiles per engine call: the recipe's ``batch_size``, 0 = all of the frame's tiles."""
+    return spec.batch_size or max(1, len(tiles))
 
 
 def _overlapping(rects: np.ndarray, flagged: np.ndarray) -> np.ndarray:
@@ -132,7 +139,8 @@ class Inspector:
                 model = preloaded[spec.name]
             else:
                 model = load_model(
-                    spec.resolved_path(), settings, name=spec.name, engine=recipe.engine
+                    spec.resolved_path(), settings, name=spec.name, engine=recipe.engine,
+                    probe_batch=min(spec.batch_size or PROBE_BATCH, PROBE_BATCH),
                 )
             _check_tile(spec, model)
             return model
@@ -166,6 +174,23 @@ class Inspector:
         #: stage times of the last inspected frame, milliseconds
         self.timings: dict[str, float] = {}
         self._local = threading.local()
+
+    @property
+    def engine_choices(self) -> dict[str, dict[str, object]]:
+        """Per model (screen included): the engine it runs on and why (``engine: auto``: the
+        probe's measured reason and figures; otherwise the recipe/setting that fixed it)."""
+        pairs = list(self.models)
+        if self.screen is not None and self.screen_model is not None:
+            pairs.insert(0, (self.screen.model, self.screen_model))
+        out: dict[str, dict[str, object]] = {}
+        for spec, model in pairs:
+            choice = model.engine_choice
+            if choice is not None:
+                out[spec.name] = choice.as_json()
+            else:
+                out[spec.name] = {"engine": model.engine, "reason": "set by the recipe or "
+                                  "LINEINSPECT_ENGINE"}
+        return out
 
     def _stitch_buffers(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """This thread's reusable segmentation accumulators, per model."""
@@ -311,7 +336,7 @@ class Inspector:
         if arrays:
             if model.task == "classify":
                 parts = []
-                for _, logits, p_s, r_s in model.predict_iter(arrays, spec.batch_size):
+                for _, logits, p_s, r_s in model.predict_iter(arrays, _batch(spec, arrays)):
                     parts.append(logits)
                     prep_s, run_s = prep_s + p_s, run_s + r_s
                 t0 = time.perf_counter()
@@ -327,7 +352,7 @@ class Inspector:
                 cache = self._stitch_buffers()
                 stitcher = SegmentationStitcher(area, len(model.classes), cache.get(spec.name))
                 cache[spec.name] = stitcher.buffers
-                for start, logits, p_s, r_s in model.predict_iter(arrays, spec.batch_size):
+                for start, logits, p_s, r_s in model.predict_iter(arrays, _batch(spec, arrays)):
                     prep_s, run_s = prep_s + p_s, run_s + r_s
                     t0 = time.perf_counter()
                     n = len(logits)
@@ -364,7 +389,7 @@ class Inspector:
             ts = tiles_for(spec)
         prep_s = run_s = 0.0
         parts = []
-        for _, logits, p_s, r_s in model.predict_iter(ts.arrays, spec.batch_size):
+        for _, logits, p_s, r_s in model.predict_iter(ts.arrays, _batch(spec, ts.arrays)):
             parts.append(logits)
             prep_s, run_s = prep_s + p_s, run_s + r_s
         MODEL_INFERENCE.labels(model=spec.name).observe(run_s)

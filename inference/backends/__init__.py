@@ -6,7 +6,9 @@ or ``LINEINSPECT_ENGINE`` (:class:`core.settings.Settings`):
 * ``onnxruntime`` - :class:`~inference.backends.onnxruntime.OnnxRuntimeBackend` with the
   providers of ``LINEINSPECT_PROVIDERS`` (TensorRT, CUDA, CPU);
 * ``openvino`` - :class:`~inference.backends.openvino.OpenVinoBackend` (CPU, f32);
-* ``auto`` - the rule of :func:`choose_engine`, logged for every model.
+* ``auto`` - per model, the fastest engine whose scores match onnxruntime's, measured by a
+  short probe at load time (:mod:`inference.backends.probe`); the choice and its measured
+  reason are logged and kept on the backend (``choice``).
 """
 
 from __future__ import annotations
@@ -16,28 +18,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from inference.backends.base import Backend, BackendUnavailable
-from inference.backends.onnxruntime import GPU_PROVIDERS, OnnxRuntimeBackend, resolve_providers
+from inference.backends.onnxruntime import OnnxRuntimeBackend, resolve_providers
+from inference.backends.probe import PROBE_BATCH, EngineChoice, cache_key, cached, choose, remember
 
 log = logging.getLogger(__name__)
 
 ENGINES = ("auto", "onnxruntime", "openvino")
 
-__all__ = ["ENGINES", "Backend", "BackendUnavailable", "choose_engine", "open_backend"]
-
-
-def choose_engine(providers: str | Sequence[str] | None = None) -> tuple[str, str]:
-    """The engine ``auto`` tries first, and why: ``(engine, reason)``.
-
-    1. onnxruntime when one of its GPU providers (TensorRT, CUDA) is available and wanted;
-    2. otherwise OpenVINO: on the CPUs measured it runs the zoo models at 1.0-3.8x the
-       onnxruntime throughput, the AlexNet-SPP localiser on par (docs/perf/models*.json);
-    3. a model OpenVINO cannot read (or no OpenVINO at all) falls back to onnxruntime
-       (:func:`open_backend`).
-    """
-    gpu = [p for p in resolve_providers(providers) if p in GPU_PROVIDERS]
-    if gpu:
-        return "onnxruntime", f"GPU provider {gpu[0]} available"
-    return "openvino", "no GPU provider: OpenVINO is the faster CPU engine"
+__all__ = ["ENGINES", "Backend", "BackendUnavailable", "EngineChoice", "open_backend"]
 
 
 def open_backend(
@@ -48,31 +36,56 @@ def open_backend(
     threads: int = 0,
     spinning: bool = False,
     name: str | None = None,
+    probe_batch: int = PROBE_BATCH,
 ) -> Backend:
     """Load ``path`` on ``engine`` (``auto``, ``onnxruntime`` or ``openvino``).
 
     ``providers``/``spinning`` apply to onnxruntime, ``threads`` to both; ``name`` labels
-    the log line of an ``auto`` choice. Raises :class:`BackendUnavailable` when an explicitly
-    requested engine cannot run the model.
+    the log line of an ``auto`` choice, ``probe_batch`` is its probe's batch size. Raises
+    :class:`BackendUnavailable` when an explicitly requested engine cannot run the model.
+    With ``auto`` the returned backend carries ``choice`` (:class:`EngineChoice`).
     """
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}: one of {ENGINES}")
-    label = name or Path(path).stem
     if engine == "auto":
-        engine, reason = choose_engine(providers)
-        if engine == "openvino":
-            try:
-                backend = _openvino(path, threads)
-            except BackendUnavailable as exc:
-                reason = f"OpenVINO refused it: {exc}"
-                engine = "onnxruntime"
-            else:
-                log.info("model %s: engine auto -> openvino (%s)", label, reason)
-                return backend
-        log.info("model %s: engine auto -> onnxruntime (%s)", label, reason)
+        return _auto(path, providers, threads, spinning, name or Path(path).stem, probe_batch)
     if engine == "openvino":
         return _openvino(path, threads)
     return OnnxRuntimeBackend(path, providers=providers, threads=threads, spinning=spinning)
+
+
+def _auto(
+    path: str | Path,
+    providers: str | Sequence[str] | None,
+    threads: int,
+    spinning: bool,
+    label: str,
+    probe_batch: int,
+) -> Backend:
+    """``engine: auto``: probe (or reuse this process's probe of) every engine on the file."""
+    resolved = tuple(resolve_providers(providers))
+    key = cache_key(path, threads, spinning, resolved, probe_batch)
+    choice = cached(key)
+    if choice is not None:
+        backend = open_backend(path, choice.engine, providers=providers, threads=threads,
+                               spinning=spinning)
+        log.info("model %s: engine auto -> %s (probed earlier: %s)", label, choice.engine,
+                 choice.reason)
+    else:
+        reference = OnnxRuntimeBackend(path, providers=providers, threads=threads,
+                                       spinning=spinning)
+        others: dict[str, Backend] = {}
+        refused: dict[str, str] = {}
+        try:
+            others["openvino"] = _openvino(path, threads)
+        except BackendUnavailable as exc:
+            refused["openvino"] = str(exc)
+        choice = choose(reference, others, refused, batch=probe_batch)
+        backend = reference if choice.engine == reference.engine else others[choice.engine]
+        remember(key, choice)
+        log.info("model %s: engine auto -> %s (%s)", label, choice.engine, choice.reason)
+    backend.choice = choice  # type: ignore[attr-defined]
+    return backend
 
 
 def _openvino(path: str | Path, threads: int) -> Backend:

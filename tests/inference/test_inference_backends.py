@@ -9,7 +9,9 @@ CPUs with bf16 support would move the scores by up to 3e-2.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,9 +19,10 @@ import cv2
 import numpy as np
 import pytest
 
-from core.recipe import load_recipe
+from core.recipe import Recipe, load_recipe
 from core.settings import DEMO_FRAMES_DIR, REPO_ROOT, Settings
-from inference.backends import BackendUnavailable, choose_engine, open_backend
+from inference.backends import BackendUnavailable, open_backend
+from inference.backends.probe import PROBE_BATCH, choose, clear_cache
 from inference.model import OnnxModel
 from inference.pipeline import Inspector
 from inference.postprocess import softmax
@@ -84,7 +87,10 @@ def test_a_recipe_served_on_openvino_gives_onnxruntime_verdicts() -> None:
     models = [m.model_copy(update={"quantize": "none"}) for m in recipe.models]
     recipe = recipe.model_copy(update={"models": models})
     settings = Settings(ort_threads=1)
-    frame = cv2.imread(str(sorted(DEMO_FRAMES_DIR.glob("*.png"))[0]), cv2.IMREAD_GRAYSCALE)
+    defective = [p for p in sorted(DEMO_FRAMES_DIR.glob("*.png")) if "clean" not in p.name]
+    if not defective:
+        pytest.skip("no demo frame with a defect")
+    frame = cv2.imread(str(defective[0]), cv2.IMREAD_GRAYSCALE)
     results = {}
     for engine in ("onnxruntime", "openvino"):
         inspector = Inspector(recipe.model_copy(update={"engine": engine}), settings)
@@ -97,14 +103,87 @@ def test_a_recipe_served_on_openvino_gives_onnxruntime_verdicts() -> None:
         assert abs(a.score - b.score) < TOLERANCE
 
 
-def test_auto_rule_without_a_gpu(tmp_path: Path) -> None:
-    """No GPU provider: auto tries OpenVINO, and a model OpenVINO cannot serve (or no
-    OpenVINO at all) runs on onnxruntime."""
-    assert choose_engine("CPUExecutionProvider")[0] == "openvino"
-    plain = open_backend(make_segmenter(tmp_path / "s.onnx"), "auto")
+class FakeBackend:
+    """A backend whose speed and scores the test sets (``run`` sleeps ``delay`` s)."""
+
+    def __init__(self, engine: str, delay: float, shift: float = 0.0) -> None:
+        self.engine, self.delay, self.shift = engine, delay, shift
+        self.path = Path("fake.onnx")
+
+    def metadata_props(self) -> dict[str, str]:
+        return {"lineinspect.channels": "1", "lineinspect.input_size": "[8, 8]"}
+
+    def input_shape(self) -> list[object]:
+        return ["batch", 1, 8, 8]
+
+    def output_shape(self) -> list[object]:
+        return ["batch", 3]
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        time.sleep(self.delay)
+        out = batch.reshape(len(batch), -1)[:, :3].astype(np.float32)
+        out[:, 0] += self.shift
+        return out
+
+    def describe(self) -> str:
+        return self.engine
+
+
+def test_auto_picks_the_fastest_engine_with_onnxruntime_scores() -> None:
+    ort = FakeBackend("onnxruntime", 0.02)
+    faster = choose(ort, {"openvino": FakeBackend("openvino", 0.002)})
+    assert faster.engine == "openvino" and faster.probe_batch == PROBE_BATCH
+    assert faster.ms_per_batch["openvino"] < faster.ms_per_batch["onnxruntime"]
+    assert faster.max_score_diff["openvino"] == 0.0
+    assert "x onnxruntime" in faster.reason and "ms" in faster.reason
+    # faster but its scores are off by more than 1e-3: not a candidate
+    off = choose(ort, {"openvino": FakeBackend("openvino", 0.002, shift=0.05)})
+    assert off.engine == "onnxruntime" and "scores differ" in off.rejected["openvino"]
+    # slower: the reference stays
+    slower = choose(FakeBackend("onnxruntime", 0.002), {"openvino": FakeBackend("openvino", 0.02)})
+    assert slower.engine == "onnxruntime" and "no other engine" in slower.reason
+    # refused by the other engine: no probe at all
+    alone = choose(ort, {}, {"openvino": "quantized graph"})
+    assert alone.engine == "onnxruntime" and "quantized" in alone.reason
+    assert alone.ms_per_batch == {}
+
+
+def test_auto_probe_is_logged_kept_and_reused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A real file: the probe's choice is on the backend, logged with its reason, and a second
+    load in the process reuses it; a model OpenVINO cannot serve runs on onnxruntime."""
+    clear_cache()
+    path = make_segmenter(tmp_path / "s.onnx")
+    with caplog.at_level(logging.INFO, logger="inference.backends"):
+        first = open_backend(path, "auto", threads=1, name="seg")
+    choice = first.choice
+    assert first.engine == choice.engine
     has_openvino = importlib.util.find_spec("openvino") is not None
-    assert plain.engine == ("openvino" if has_openvino else "onnxruntime")
-    screen = open_backend(ZOO / "alexnet_svm_fast.onnx", "auto")
+    if has_openvino:
+        assert set(choice.ms_per_batch) == {"onnxruntime", "openvino"}
+        assert choice.max_score_diff["openvino"] <= 1e-3
+        assert choice.probe_s > 0
+    assert f"model seg: engine auto -> {choice.engine}" in caplog.text
+    again = open_backend(path, "auto", threads=1)
+    assert again.choice is choice and again.engine == choice.engine  # cached, not re-probed
+    screen = open_backend(ZOO / "alexnet_svm_fast.onnx", "auto", threads=1)
     assert screen.engine == "onnxruntime"
+    if has_openvino:
+        assert "openvino" in screen.choice.rejected
     with pytest.raises(ValueError, match="unknown engine"):
-        open_backend(tmp_path / "s.onnx", "tensorflow")
+        open_backend(path, "tensorflow")
+
+
+def test_inspector_reports_each_models_engine_and_why(tmp_path: Path) -> None:
+    seg = make_segmenter(tmp_path / "seg.onnx", input_size=(32, 32))
+    recipe = Recipe.model_validate(
+        {"name": "t", "engine": "auto",
+         "models": [{"name": "seg", "path": str(seg), "tile": 32}]}
+    )
+    choices = Inspector(recipe, Settings(ort_threads=1)).engine_choices
+    assert set(choices) == {"seg"}
+    assert choices["seg"]["engine"] in ("onnxruntime", "openvino")
+    assert choices["seg"]["reason"] and "ms_per_batch" in choices["seg"]
+    fixed = Inspector(recipe.model_copy(update={"engine": "onnxruntime"}), Settings())
+    assert fixed.engine_choices["seg"]["engine"] == "onnxruntime"
