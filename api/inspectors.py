@@ -109,6 +109,8 @@ class InspectorPool:
                                "recipe": self.settings.recipe}
         if hit is not None:
             out["models"] = dict(getattr(hit[1], "model_versions", {}) or {})
+            #: per model: the engine it runs on and the measured reason (engine: auto)
+            out["engines"] = dict(getattr(hit[1], "engine_choices", {}) or {})
         if self.error:
             out["detail"] = self.error
         return out
