@@ -81,6 +81,11 @@ class ModelSpec(_Strict):
     #: ``int8``: run the INT8 static-quantised file ``<dir>/<stem>.int8.onnx`` made by
     #: ``lineinspect quantize`` instead of ``path`` (see docs/PERFORMANCE.md for the trade).
     quantize: Literal["none", "int8"] = "none"
+    #: The model's defect classes -> the recipe's product ``classes`` (when the recipe
+    #: declares them, every defect class of the model must be mapped; see ``Recipe.classes``).
+    class_map: dict[str, str] = Field(default_factory=dict)
+    #: Weight of this model's vote when detections of one region are merged into one defect.
+    vote_weight: float = Field(default=1.0, ge=0.0)
 
     def threshold_for(self, cls: str) -> float:
         """Score threshold for ``cls``."""
@@ -149,12 +154,44 @@ class Recipe(_Strict):
     stale_after_ms: int = 1000
     #: Redis stream cap (XADD MAXLEN ~).
     stream_maxlen: int = 2000
+    #: The product's defect classes (one taxonomy for the log, charts, mask and verdict).
+    #: Empty = every model's own classes (no mapping). When set, each model maps its defect
+    #: classes onto these with ``class_map``, and ``verdict.ng_classes`` must be among them.
+    classes: list[str] = Field(default_factory=list)
+    #: Detections of several models (or fragments of one) whose boxes are at most this many
+    #: pixels apart are one defect: one record, one class, one score, the rest as evidence.
+    merge_gap_px: int = Field(default=8, ge=0)
+    #: Frames that waited longer than this in the stream are not inspected: the worker skips
+    #: them (acked, counted in ``lineinspect_frames_skipped_total``) and reports overload
+    #: (PLC reason ``overloaded``, ``lineinspect_overloaded``). 0 = never skip.
+    max_backlog_ms: int = Field(default=5000, ge=0)
 
     @model_validator(mode="after")
     def _unique_model_names(self) -> Recipe:
         names = [m.name for m in self.models]
         if len(names) != len(set(names)):
             raise ValueError(f"duplicate model names in recipe: {names}")
+        return self
+
+    @model_validator(mode="after")
+    def _one_taxonomy(self) -> Recipe:
+        if len(self.classes) != len(set(self.classes)):
+            raise ValueError(f"duplicate classes in recipe: {self.classes}")
+        if set(self.classes) & {"background", "ok"}:
+            raise ValueError("'background' and 'ok' are not defect classes")
+        specs = list(self.models) + ([self.screen.model] if self.screen else [])
+        if not self.classes:
+            if any(s.class_map for s in specs):
+                raise ValueError("class_map needs the recipe's classes: list")
+            return self
+        for spec in specs:
+            unknown = sorted(set(spec.class_map.values()) - set(self.classes))
+            if unknown:
+                raise ValueError(f"model {spec.name}: class_map targets {unknown} are not in "
+                                 f"the recipe's classes {self.classes}")
+        unknown = sorted(set(self.verdict.ng_classes) - set(self.classes))
+        if unknown:
+            raise ValueError(f"verdict.ng_classes {unknown} are not in classes {self.classes}")
         return self
 
 

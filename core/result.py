@@ -29,7 +29,11 @@ class Defect(BaseModel):
     score: float
     bbox: tuple[int, int, int, int]
     area_px: int
+    #: the model whose detection named the defect (its class won the vote)
     model: str
+    #: every model's detection of this region (``inference.merge``): ``{model, class,
+    #: mapped, score, bbox}``; empty for defects logged before merging existed
+    evidence: list[dict[str, Any]] = Field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         """JSON form with the ``class`` key."""

@@ -30,8 +30,12 @@ How a frame flows through :meth:`Inspector.inspect`:
    (defect-only classifiers: NEU-CLS, X-SDD have no defect-free class) *names* each gate
    defect: best defect class of the tiles holding its pixels (pixel-weighted mean), reported
    with the gate defect's box, area and pixels (``gated_classification_defects``).
-7. **mask**: a frame-sized uint8 mask over :attr:`Inspector.mask_classes`; segmenter pixels win,
-   classifier regions paint only where the mask is still background.
+7. **merge and mask** (:mod:`inference.merge`): every model's classes are mapped onto the
+   recipe's taxonomy (``Recipe.classes``); detections of one region (boxes at most
+   ``merge_gap_px`` apart) become one defect with one class (score-weighted vote), one score
+   and the segmenters' pixels, the other detections kept as its ``evidence``. The frame mask
+   (uint8 over :attr:`Inspector.mask_classes` = background + the taxonomy) paints each
+   defect's pixels, highest score first.
 8. **verdict** (:mod:`inference.verdict`): the recipe's ``VerdictRule``.
 
 ``Inspector.timings`` holds the last frame's stage times in milliseconds: ``decode``,
@@ -55,6 +59,7 @@ from core.recipe import ModelSpec, Recipe
 from core.result import Defect, InspectionResult
 from core.settings import Settings
 from inference.backends.probe import PROBE_BATCH
+from inference.merge import Taxonomy, merge_findings
 from inference.model import OnnxModel, load_model
 from inference.postprocess import (
     Finding,
@@ -66,7 +71,6 @@ from inference.postprocess import (
     segmentation_defects,
     softmax,
     tiles_touching,
-    unified_classes,
 )
 from inference.tiler import Rect, TileSet, clip_roi, make_tiles
 from inference.verdict import decide
@@ -161,12 +165,16 @@ class Inspector:
             self.screen_model = load(self.screen.model)
             if self.screen_model.task != "classify":
                 raise ValueError(f"screen {self.screen.model.name}: must be a classifier")
-        mask_sources = [(m.classes, s) for s, m in self.models]
+        sources = [(s, m.classes) for s, m in self.models]
         if self.screen is not None and self.screen_model is not None:
             if self.screen.report_screen_defect:
-                mask_sources.append((self.screen_model.classes, self.screen.model))
-        #: class names indexed by the mask values (0 = background)
-        self.mask_classes: list[str] = unified_classes(mask_sources)
+                sources.append((self.screen.model, self.screen_model.classes))
+        #: the recipe's defect classes and every model's mapping onto them
+        self.taxonomy = Taxonomy.build(recipe, sources)
+        #: models whose pixels give a merged defect its geometry (the segmenters)
+        self.locators = {s.name for s, m in self.models if m.task == "segment"}
+        #: class names indexed by the mask values (0 = background, then the taxonomy)
+        self.mask_classes: list[str] = self.taxonomy.mask_classes
         #: model name -> artifact version (screen included)
         self.model_versions: dict[str, str] = {s.name: m.version for s, m in self.models}
         if self.screen is not None and self.screen_model is not None:
@@ -283,16 +291,20 @@ class Inspector:
         else:
             reported = []
 
-        # 7. mask
+        # 7. one defect per region in the recipe's taxonomy (inference.merge), and the mask
         t0 = time.perf_counter()
+        merged = merge_findings(
+            seg_findings + cls_findings + reported,
+            self.taxonomy,
+            self.recipe.merge_gap_px,
+            self.locators,
+        )
         mask = np.zeros((height, width), dtype=np.uint8)
-        paint_mask(mask, seg_findings, self.mask_classes)
-        paint_mask(mask, cls_findings, self.mask_classes)
-        paint_mask(mask, reported, self.mask_classes)
+        paint_mask(mask, merged, self.mask_classes)
         timings["mask"] = (time.perf_counter() - t0) * 1000.0
 
         # 8. verdict
-        defects = [f.defect for f in seg_findings + cls_findings + reported]
+        defects = [f.defect for f in merged]
         verdict = decide(defects, self.recipe.verdict)
         brightness = float(np.mean(cv2.mean(image)[: 1 if image.ndim == 2 else 3]))
         timings["total"] = (time.perf_counter() - t_start) * 1000.0 + decode_ms

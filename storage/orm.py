@@ -8,7 +8,7 @@ these models (``tests/storage`` checks that the migrated schema matches them).
   type SQLite turns into an auto-incrementing rowid).
 * Timestamps are timezone-aware UTC in Python. PostgreSQL stores ``timestamptz``; SQLite
   stores the naive UTC value in SQLAlchemy's fixed-width text format, which sorts correctly.
-* ``models`` and ``mask_classes`` are JSON (``jsonb`` on PostgreSQL).
+* ``models``, ``mask_classes`` and a defect's ``evidence`` are JSON (``jsonb`` on PostgreSQL).
 """
 
 from __future__ import annotations
@@ -166,7 +166,10 @@ class Defect(Base):
     w: Mapped[int] = mapped_column(Integer)
     h: Mapped[int] = mapped_column(Integer)
     area_px: Mapped[int] = mapped_column(Integer)
+    #: the model whose detection named the defect
     model: Mapped[str] = mapped_column(String(64))
+    #: every model's detection of the region (``inference.merge``; 0003); None before that
+    evidence: Mapped[list[dict[str, Any]] | None] = mapped_column(JsonType, nullable=True)
 
     inspection: Mapped[Inspection] = relationship(back_populates="defects")
 

@@ -157,7 +157,7 @@ def _result(row: InspectionRow) -> InspectionResult:
         verdict=row.verdict,
         defects=[
             Defect(cls=d.cls, score=d.score, bbox=(d.x, d.y, d.w, d.h), area_px=d.area_px,
-                   model=d.model)
+                   model=d.model, evidence=list(d.evidence or []))
             for d in row.defects
         ],
         models=dict(row.models or {}),
@@ -240,6 +240,7 @@ class InspectionRepository:
                                 "h": int(d.bbox[3]),
                                 "area_px": int(d.area_px),
                                 "model": d.model,
+                                "evidence": list(d.evidence) or None,
                             }
                             for d in result.defects
                         ],

@@ -55,7 +55,8 @@ def test_valid_upload_is_logged_as_adhoc(client: TestClient, services) -> None:
     assert body["line_id"] == "adhoc" and isinstance(body["frame_id"], int)
     assert body["verdict"] == "NG" and body["code"] == 1
     assert body["defects"] == [
-        {"class": "dark", "score": 0.97, "bbox": [40, 30, 20, 10], "area_px": 200, "model": "fake"}
+        {"class": "dark", "score": 0.97, "bbox": [40, 30, 20, 10], "area_px": 200, "model": "fake",
+         "evidence": []}
     ]
     assert body["models"] == {"fake": "0.0.1"} and body["recipe"] == "test-recipe"
     assert (body["width"], body["height"]) == (160, 120)

@@ -77,8 +77,10 @@ def test_clean_frame_is_ok(model_dir: Path) -> None:
     assert res.verdict == "OK" and res.defects == [] and res.mask.max() == 0
 
 
-def test_classifier_regions_and_mask_rule(model_dir: Path, exact_seg: Path) -> None:
-    # 100x100 square at (320, 192): tiles of 64 px more than half dark are 'dark'
+def test_one_region_of_two_models_is_one_defect(model_dir: Path, exact_seg: Path) -> None:
+    # 100x100 square at (320, 192): the segmenter finds it exactly, the 64-px classifier as
+    # the 3 tiles more than half dark. One region -> one defect: the segmenter's pixels, the
+    # vote's class, both detections kept as evidence.
     r = recipe(
         model_dir,
         [
@@ -89,18 +91,40 @@ def test_classifier_regions_and_mask_rule(model_dir: Path, exact_seg: Path) -> N
     insp = Inspector(r, Settings())
     res = insp.inspect(frame_with_square(320, 192, 100, 100), "l", 1, NOW)
     assert insp.mask_classes == ["background", "dark_spot", "dark"]
-    by_model = {d.model: d for d in res.defects}
-    assert by_model["seg"].bbox == (320, 192, 100, 100)
-    c = by_model["cls"]
-    assert c.cls == "dark" and c.bbox == (320, 192, 128, 128) and c.area_px == 3 * 64 * 64
+    assert len(res.defects) == 1
+    d = res.defects[0]
+    assert d.bbox == (320, 192, 100, 100) and d.area_px == 100 * 100
+    assert d.cls == "dark_spot" and d.model == "seg"  # seg 0.99+ outvotes cls (< 0.99)
+    ev = {e["model"]: e for e in d.evidence}
+    assert set(ev) == {"seg", "cls"}
+    assert ev["cls"]["class"] == "dark" and ev["cls"]["bbox"] == [320, 192, 128, 128]
     m = res.mask
-    assert (m[192:292, 320:420] == 1).all()  # segmenter wins where it found the defect
-    l_shape = np.zeros((H, W), bool)
-    l_shape[192:256, 320:448] = True
-    l_shape[256:320, 320:384] = True
-    l_shape[192:292, 320:420] = False
-    assert (m[l_shape] == 2).all()  # classifier paints the rest of its region
-    assert (m[256:320, 384:448][36:, 36:] == 0).all()  # tile under the 0.5 dark fraction
+    assert (m[192:292, 320:420] == 1).all() and int((m > 0).sum()) == 100 * 100
+
+
+def test_recipe_taxonomy_maps_every_model(model_dir: Path, exact_seg: Path) -> None:
+    models = [
+        {"name": "seg", "path": str(exact_seg), "tile": 128, "min_area": 50,
+         "class_map": {"dark_spot": "stain"}},
+        {"name": "cls", "tile": 64, "stride": 64, "class_map": {"dark": "stain"}},
+    ]
+    r = recipe(model_dir, models, classes=["scratch", "stain"])
+    insp = Inspector(r, Settings())
+    assert insp.mask_classes == ["background", "scratch", "stain"]
+    res = insp.inspect(frame_with_square(320, 192, 100, 100), "l", 1, NOW)
+    assert [(d.cls, d.bbox) for d in res.defects] == [("stain", (320, 192, 100, 100))]
+    assert {e["mapped"] for e in res.defects[0].evidence} == {"stain"}
+    assert (res.mask[192:292, 320:420] == 2).all()
+    # a model class left unmapped is refused when the models are loaded
+    models[1]["class_map"] = {}
+    with pytest.raises(ValueError, match=r"cls: classes \['dark'\] are not mapped"):
+        Inspector(recipe(model_dir, models, classes=["scratch", "stain"]), Settings())
+    # a mapping onto a class the recipe does not declare is refused when it is read
+    models[1]["class_map"] = {"dark": "rust"}
+    with pytest.raises(ValueError, match="rust"):
+        recipe(model_dir, models, classes=["scratch", "stain"])
+    with pytest.raises(ValueError, match="ng_classes"):
+        recipe(model_dir, models[:1], classes=["stain"], verdict={"ng_classes": ["crack"]})
 
 
 def test_roi_crops_and_keeps_frame_coordinates(model_dir: Path, exact_seg: Path) -> None:
@@ -226,15 +250,23 @@ def test_gated_classifier_names_segmenter_defects(
     res = insp.inspect(np.full((H, W), 200, np.uint8), "l", 1, NOW)
     assert res.verdict == "OK" and res.defects == [] and insp.timings["infer:typer"] == 0.0
     res = insp.inspect(frame_with_square(320, 192, 100, 100), "l", 2, NOW)
-    got = {(d.model, d.cls, d.bbox, d.area_px) for d in res.defects}
-    assert got == {
-        ("seg", "dark_spot", (320, 192, 100, 100), 10000),
-        ("typer", "dark", (320, 192, 100, 100), 10000),
-    }
-    typed = next(d for d in res.defects if d.model == "typer")
+    # one region: one defect with the segmenter's box; both opinions are its evidence
+    assert [(d.cls, d.bbox, d.area_px) for d in res.defects] == [
+        ("dark_spot", (320, 192, 100, 100), 10000)
+    ]
+    typed = next(e for e in res.defects[0].evidence if e["model"] == "typer")
+    assert typed["class"] == "dark" and typed["bbox"] == [320, 192, 100, 100]
     # pixel-weighted: 3 of the 4 touching tiles (8704 of 10000 pixels) are mostly dark
-    assert typed.score == pytest.approx(0.8704, abs=0.01)
+    assert typed["score"] == pytest.approx(0.8704, abs=0.01)
     assert (res.mask[192:292, 320:420] == 1).all() and res.mask.sum() == 10000
+    # with half a vote the segmenter loses the class to the classifier that names it
+    models[0]["vote_weight"] = 0.5
+    res = Inspector(recipe(model_dir, models), Settings()).inspect(
+        frame_with_square(320, 192, 100, 100), "l", 3, NOW
+    )
+    assert [(d.cls, d.model, d.bbox) for d in res.defects] == [
+        ("dark", "typer", (320, 192, 100, 100))
+    ]
 
 
 def test_gate_must_name_an_earlier_model(model_dir: Path) -> None:
