@@ -25,10 +25,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_listening(port: int, timeout_s: float = 20.0) -> None:
-    """Block until something accepts connections on 127.0.0.1:``port``."""
+def wait_listening(port: int, timeout_s: float = 20.0,
+                   alive: Callable[[], bool] = lambda: True) -> None:
+    """Block until something accepts connections on 127.0.0.1:``port`` (or ``alive()``
+    says the server gave up)."""
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and alive():
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
@@ -76,11 +78,16 @@ class Line:
 
     def __init__(self, r: redis.Redis, line_id: str) -> None:
         self.r, self.line_id, self.frame = r, line_id, 0
-        set_camera_status(r, line_id, True)
+        self.beat()
+
+    def beat(self) -> None:
+        """The acquisition heartbeat: the camera is alive (it counts as dead after 3 s)."""
+        set_camera_status(self.r, self.line_id, True)
 
     def publish(self, verdict: str, age_s: float = 0.0, stale_after_ms: int = 60000,
                 maxlen: int = 10000) -> int:
-        """The next frame's result; its result id."""
+        """The next frame's result (the camera heartbeat too); its result id."""
+        self.beat()
         self.frame += 1
         captured = datetime.now(UTC) - timedelta(seconds=age_s)
         defects = [{"class": "scratch", "score": 0.9, "bbox": [1, 2, 3, 4], "area_px": 12,
