@@ -94,6 +94,10 @@ class Settings(BaseSettings):
     ort_threads: int = 0
     #: let idle onnxruntime threads busy-wait (faster only on cores nothing else needs).
     ort_spinning: bool = False
+    #: ``lineinspect infer`` worker processes on this host; 0 = sized to the machine (one per
+    #: core, at most one per GiB of available memory: ``deploy.workers.plan_workers``), each
+    #: with ``cores // workers`` intra-op threads unless ``ort_threads`` is set.
+    inference_workers: int = 0
     #: Result ids kept per line in the result sequence (``GET .../results?after=``, the PLC
     #: handshakes); a PLC whose cursor falls further behind sees them as ``lost``.
     results_maxlen: int = 10000

@@ -57,6 +57,27 @@ class StageTimer:
             self._total.clear()
             self._samples.clear()
 
+    def export(self) -> dict[str, dict[str, object]]:
+        """Counts, totals and kept samples (seconds) per stage: what :meth:`absorb` takes,
+        e.g. from another process (JSON-ready)."""
+        with self._lock:
+            return {
+                k: {"count": self._count[k], "total_s": self._total[k],
+                    "samples_s": list(self._samples[k])}
+                for k in self._count
+            }
+
+    def absorb(self, exported: Mapping[str, Mapping[str, object]]) -> None:
+        """Add the stages of :meth:`export` (another worker's) to this timer."""
+        with self._lock:
+            for name, data in exported.items():
+                if name not in self._count:
+                    self._count[name], self._total[name] = 0, 0.0
+                    self._samples[name] = deque(maxlen=self.keep)
+                self._count[name] += int(data["count"])  # type: ignore[call-overload]
+                self._total[name] += float(data["total_s"])  # type: ignore[arg-type]
+                self._samples[name].extend(data["samples_s"])  # type: ignore[arg-type]
+
     def summary(self) -> dict[str, dict[str, float | int]]:
         """Per stage: ``count``, ``total_s``, ``mean_ms``, ``p50_ms``, ``p99_ms``, ``max_ms``."""
         with self._lock:

@@ -86,11 +86,23 @@ def acquire(
 def infer(
     recipe: str = typer.Option("", help="recipe name or YAML path"),
     line: str = typer.Option("", help="line id"),
+    workers: int = typer.Option(
+        -1, help="worker processes (default LINEINSPECT_INFERENCE_WORKERS; 0 = one per core)"
+    ),
 ) -> None:
-    """Inspect frames from the stream, log them and publish verdicts (scale out freely)."""
+    """Inspect frames from the stream, log them and publish verdicts (scale out freely):
+    as many worker processes as the machine has cores unless set."""
     from deploy.wiring import run_inference_worker
+    from deploy.workers import plan_workers, run_worker_processes
 
-    settings = _settings(recipe=recipe, line_id=line)
+    settings = _settings(
+        recipe=recipe, line_id=line, inference_workers=workers if workers >= 0 else None
+    )
+    plan = plan_workers(settings)
+    if plan.workers > 1:
+        run_worker_processes(settings, _recipe(settings), _stop_on_signals())
+        return
+    settings = settings.model_copy(update={"ort_threads": plan.threads})
     _serve_worker_metrics(settings)
     run_inference_worker(settings, _recipe(settings), _stop_on_signals())
 
@@ -378,26 +390,37 @@ def bench_pipeline(
     fps: float = typer.Option(0.0, help="camera frame rate (0 = as fast as it goes)"),
     warmup: float = typer.Option(3.0, help="seconds run before measuring"),
     frames_dir: Path = typer.Option(None, help="images the emulator replays (default: demo)"),
-    threads: int = typer.Option(0, help="onnxruntime intra-op threads (0 = settings)"),
+    threads: int = typer.Option(0, help="intra-op threads per worker (0 = cores // workers)"),
+    workers: int = typer.Option(
+        0, min=0, help="inference worker processes, measured 1..N (0 = sized to the machine)"
+    ),
+    no_scaling: bool = typer.Option(False, help="run only --workers, not 1..N"),
+    peak_seconds: float = typer.Option(
+        1.0, help="seconds per shape of the conv peak micro-benchmark (0 = skip)"
+    ),
 ) -> None:
-    """Emulated camera at full rate -> stream -> one inference worker -> DB -> verdict."""
+    """Emulated camera at full rate -> stream -> 1..N inference worker processes -> DB ->
+    verdict; the scaling over workers and the roofline (GFLOP per frame vs measured peak)."""
     import os
 
     os.environ.setdefault("PYLON_CAMEMU", "1")  # before pypylon is imported
     from rich.progress import Progress
 
     from deploy.bench_pipeline import print_report, run_pipeline_bench
+    from deploy.workers import plan_workers
 
-    _settings()  # logging as configured
+    settings = _settings()  # logging as configured
     logging.getLogger("acquisition").setLevel(logging.WARNING)
+    workers = workers or plan_workers(settings).workers
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task(f"bench pipeline {recipe}", total=1.0)
         try:
             report = run_pipeline_bench(
                 recipe, seconds, fps=fps, warmup=warmup, frames_dir=frames_dir,
-                threads=threads, progress=lambda f: bar.update(task, completed=f),
+                threads=threads, workers=workers, scaling=not no_scaling,
+                peak_seconds=peak_seconds, progress=lambda f: bar.update(task, completed=f),
             )
-        except (FileNotFoundError, ValueError) as exc:
+        except (FileNotFoundError, ValueError, RuntimeError) as exc:
             _fail(str(exc))
     json_out.parent.mkdir(parents=True, exist_ok=True)
     json_out.write_text(json.dumps(report, indent=2))

@@ -181,6 +181,11 @@ class Inspector:
             self.model_versions[self.screen.model.name] = self.screen_model.version
         #: stage times of the last inspected frame, milliseconds
         self.timings: dict[str, float] = {}
+        #: tiles each model ran on, summed over the frames since :meth:`reset_counts`
+        self.tiles_run: dict[str, int] = {}
+        #: frames inspected since :meth:`reset_counts`
+        self.frames_inspected = 0
+        self._count_lock = threading.Lock()
         self._local = threading.local()
 
     @property
@@ -199,6 +204,15 @@ class Inspector:
                 out[spec.name] = {"engine": model.engine, "reason": "set by the recipe or "
                                   "LINEINSPECT_ENGINE"}
         return out
+
+    def reset_counts(self) -> None:
+        """Zero :attr:`tiles_run` and :attr:`frames_inspected` (benchmarks: after warm-up)."""
+        with self._count_lock:
+            self.tiles_run, self.frames_inspected = {}, 0
+
+    def _count_tiles(self, name: str, n: int) -> None:
+        with self._count_lock:
+            self.tiles_run[name] = self.tiles_run.get(name, 0) + n
 
     def _stitch_buffers(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """This thread's reusable segmentation accumulators, per model."""
@@ -309,6 +323,8 @@ class Inspector:
         brightness = float(np.mean(cv2.mean(image)[: 1 if image.ndim == 2 else 3]))
         timings["total"] = (time.perf_counter() - t_start) * 1000.0 + decode_ms
         self.timings = timings
+        with self._count_lock:
+            self.frames_inspected += 1
         latency_ms = (time.time() - host_ts) * 1000.0 if host_ts is not None else 0.0
         return InspectionResult(
             line_id=line_id,
@@ -378,6 +394,7 @@ class Inspector:
                 )
                 post_s += time.perf_counter() - t0
             MODEL_INFERENCE.labels(model=spec.name).observe(run_s)
+            self._count_tiles(spec.name, len(arrays))
         timings[f"preprocess:{spec.name}"] = prep_s * 1000.0
         timings[f"infer:{spec.name}"] = run_s * 1000.0
         timings[f"stitch:{spec.name}"] = post_s * 1000.0
@@ -405,6 +422,7 @@ class Inspector:
             parts.append(logits)
             prep_s, run_s = prep_s + p_s, run_s + r_s
         MODEL_INFERENCE.labels(model=spec.name).observe(run_s)
+        self._count_tiles(spec.name, len(ts.arrays))
         timings[f"preprocess:{spec.name}"] = prep_s * 1000.0
         timings[f"infer:{spec.name}"] = run_s * 1000.0
         t0 = time.perf_counter()

@@ -45,7 +45,8 @@ def test_bench_pipeline_reports_rates_and_stages(recipe: Path, tmp_path: Path) -
            if k not in ("LINEINSPECT_REDIS_URL", "LINEINSPECT_DATABASE_URL")}
     env.update(PYLON_CAMEMU="1", LINEINSPECT_DATA_DIR=str(tmp_path / "var"))
     cmd = [sys.executable, "-m", "deploy.cli", "bench", "pipeline", "--recipe", str(recipe),
-           "--seconds", "3", "--warmup", "1", "--json", str(out)]
+           "--seconds", "3", "--warmup", "1", "--workers", "2", "--peak-seconds", "0.2",
+           "--json", str(out)]
     res = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
                          timeout=240)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
@@ -63,6 +64,21 @@ def test_bench_pipeline_reports_rates_and_stages(recipe: Path, tmp_path: Path) -
         assert s["count"] > 0 and s["mean_ms"] >= 0, stage
     assert report["camera"]["width"] > 0
     assert "frames/s" in res.stdout or "fps" in res.stdout
+    # the scaling over 1..2 worker processes, the last run is the report's
+    assert [row["workers"] for row in report["scaling"]] == [1, 2]
+    assert all(row["sustained_fps"] > 0 for row in report["scaling"])
+    assert report["workers"] == 2 and report["scaling"][-1]["sustained_fps"] == report[
+        "sustained_fps"]
+    # the roofline: GFLOP per frame from the measured tiles per frame, achieved vs peak
+    roof = report["roofline"]
+    assert set(roof["tiles_per_frame"]) == {"seg", "cls"}
+    assert roof["tiles_per_frame"]["seg"] > 1  # a 1296 x 966 frame in 200-px tiles
+    assert roof["gflop_per_frame"] == pytest.approx(
+        sum(roof["gflop_per_tile"][m] * roof["tiles_per_frame"][m] for m in ("seg", "cls")),
+        rel=1e-2, abs=1e-3)
+    assert roof["peak"]["gflops_per_s"] > 0 and roof["peak"]["engine"]
+    assert 0 <= roof["share_of_peak"] and "roofline" in res.stdout
+    assert {"engine", "reason"} <= set(report["engines"]["seg"])
 
 
 def test_stage_timer_sums_and_percentiles() -> None:
