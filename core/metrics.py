@@ -56,3 +56,48 @@ IMAGES_NOT_RETAINED = Counter(
     "Frames logged whose image/mask could not be written (image store full or failing)",
     ["line"],
 )
+# Model lifecycle (issue 21): drift statistics per line (rolling over the recipe's
+# ``drift.window`` frames, see inference/drift.py) and the shadow (candidate) model.
+_SCORE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+FRAME_CONTRAST = Gauge(
+    "lineinspect_frame_contrast", "Rolling mean of the frames' gray-level standard deviation",
+    ["line"],
+)
+FRAME_SHARPNESS = Gauge(
+    "lineinspect_frame_sharpness",
+    "Rolling mean of the frames' Laplacian variance (focus: falls when frames blur)", ["line"],
+)
+FLAGGED_TILE_SHARE = Gauge(
+    "lineinspect_flagged_tile_share",
+    "Rolling share of (segmenter-sized) tiles holding a defect pixel", ["line"],
+)
+FRAME_DRIFT = Gauge(
+    "lineinspect_frame_drift_distance",
+    "Hellinger distance (0..1) of the rolling window's frame signature (gray-level and "
+    "gradient histograms) to the line's reference window",
+    ["line"],
+)
+FRAME_SCORE = Histogram(
+    "lineinspect_frame_score", "Highest defect score of each inspected frame (0: no defect)",
+    ["line"], buckets=(0.0, *_SCORE_BUCKETS),
+)
+DEFECT_SCORE = Histogram(
+    "lineinspect_defect_score", "Score of every defect found, by the model that named it",
+    ["line", "model"], buckets=_SCORE_BUCKETS,
+)
+SHADOW_RUNS = Counter(
+    "lineinspect_shadow_runs",
+    "Frames offered to the shadow (candidate) recipe, by outcome: agree, disagree, failed, "
+    "skipped (over its budget)",
+    ["line", "outcome"],
+)
+SHADOW_DISAGREEMENTS = Counter(
+    "lineinspect_shadow_disagreements",
+    "Shadow inspections that disagree with the live one: kind verdict (OK/NG differ) or "
+    "class (same verdict, other defect classes)",
+    ["line", "kind"],
+)
+SHADOW_INSPECTION = Histogram(
+    "lineinspect_shadow_inspection_seconds", "Shadow (candidate) inspection time per frame",
+    ["line"], buckets=_LATENCY_BUCKETS,
+)

@@ -136,6 +136,35 @@ class VerdictRule(_Strict):
     min_defects: int = 1
 
 
+class DriftSpec(_Strict):
+    """Rolling drift statistics of a line (``inference.drift``)."""
+
+    #: Frames in the rolling window the drift gauges average over.
+    window: int = Field(default=50, ge=1)
+    #: First frames of a line that make its reference signature (kept in Redis until reset).
+    reference: int = Field(default=200, ge=1)
+
+
+class ShadowSpec(_Strict):
+    """A candidate run in shadow beside the live recipe (``inference.shadow``): same frames,
+    off the verdict path, results logged beside the live ones."""
+
+    #: Candidate recipe (name or path); empty = this recipe with ``models`` swapped.
+    recipe: str = ""
+    #: Model name -> candidate ONNX path, replacing that model of the live recipe.
+    models: dict[str, str] = Field(default_factory=dict)
+    #: Largest share of wall time the shadow may compute (frames beyond it are skipped).
+    max_share: float = Field(default=0.5, gt=0.0, le=1.0)
+    #: Frames that may wait for the shadow; a frame arriving at a full queue is skipped.
+    queue: int = Field(default=2, ge=1)
+
+    @model_validator(mode="after")
+    def _one_candidate(self) -> ShadowSpec:
+        if bool(self.recipe) == bool(self.models):
+            raise ValueError("shadow: give either recipe or models")
+        return self
+
+
 class Recipe(_Strict):
     """A product type's inspection recipe."""
 
@@ -165,6 +194,10 @@ class Recipe(_Strict):
     #: them (acked, counted in ``lineinspect_frames_skipped_total``) and reports overload
     #: (PLC reason ``overloaded``, ``lineinspect_overloaded``). 0 = never skip.
     max_backlog_ms: int = Field(default=5000, ge=0)
+    #: Drift statistics (issue 21).
+    drift: DriftSpec = Field(default_factory=DriftSpec)
+    #: Candidate in shadow (issue 21); None = no shadow.
+    shadow: ShadowSpec | None = None
 
     @model_validator(mode="after")
     def _unique_model_names(self) -> Recipe:
