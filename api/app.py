@@ -18,9 +18,11 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from api.docs import install_docs
 from api.errors import install_error_handlers
 from api.inspectors import InspectorFactory
-from api.routes import health, inspections, plc, reviews
+from api.routes import access, health, inspections, plc, reviews
+from api.security import install_security
 from api.services import ADHOC_COUNTER_KEY, Services
 from api.ui import routes as ui
 from core.settings import Settings, get_settings
@@ -84,18 +86,22 @@ def create_app(
         migrate_db = is_sqlite(settings.sqlalchemy_url)
     if migrate_db:
         migrate(settings.sqlalchemy_url)
-    if settings.api_key == "change-me":
-        log.warning("LINEINSPECT_API_KEY is the default 'change-me': set a secret key")
+    if settings.api_key:
+        log.info("a bootstrap admin key is configured (LINEINSPECT_API_KEY)")
     svc = Services(settings, inspector_factory)
     app = FastAPI(
         title="lineinspect",
         version="0.1.0",
         description="Inline surface inspection: PLC verdicts, defect log, masks, metrics.",
         lifespan=_lifespan(svc, preload_models, retention_interval_s),
+        docs_url=None,  # api.docs serves /docs and /redoc from local assets (no CDN)
+        redoc_url=None,
     )
     app.state.services = svc
     install_error_handlers(app)
-    for module in (plc, inspections, reviews, health, ui):
+    install_security(app, settings)
+    for module in (plc, inspections, reviews, access, health, ui):
         app.include_router(module.router)
     app.mount("/ui/static", StaticFiles(directory=ui.STATIC_DIR), name="ui-static")
+    install_docs(app)
     return app

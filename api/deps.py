@@ -1,15 +1,16 @@
-"""Typed dependencies of the routes: the shared services, the settings, the API key and the
-defect-log filters (``Annotated[..., Depends(...)]`` aliases)."""
+"""Typed dependencies of the routes: the shared services, the settings, the roles
+(:mod:`api.security`) and the defect-log filters (``Annotated[..., Depends(...)]``
+aliases)."""
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated
 
-from fastapi import Depends, Header, Query, Request
+from fastapi import Depends, Query, Request
 
 from api.errors import ApiError
 from api.schemas import LogQuery
+from api.security import AdminDep, OperatorDep, ViewerDep
 from api.services import Services
 from core.settings import Settings
 from core.timeutil import as_utc_or_none
@@ -32,19 +33,8 @@ def get_settings(services: ServicesDep) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def require_api_key(
-    settings: SettingsDep,
-    x_api_key: Annotated[str | None, Header(description="settings.api_key")] = None,
-) -> str:
-    """The ``X-API-Key`` header, which must equal ``settings.api_key`` (401 otherwise)."""
-    expected = settings.api_key.encode()
-    given = (x_api_key or "").encode()
-    if not expected or not secrets.compare_digest(given, expected):
-        raise ApiError(401, "unauthorized", "missing or wrong X-API-Key header")
-    return x_api_key or ""
-
-
-ApiKeyDep = Annotated[str, Depends(require_api_key)]
+#: A write of QA: the ``operator`` role or higher (see :mod:`api.security`).
+ApiKeyDep = OperatorDep
 
 
 def log_filter(query: Annotated[LogQuery, Query()]) -> LogFilter:
@@ -59,3 +49,7 @@ def log_filter(query: Annotated[LogQuery, Query()]) -> LogFilter:
 
 
 LogFilterDep = Annotated[LogFilter, Depends(log_filter)]
+
+
+__all__ = ["AdminDep", "ApiKeyDep", "LogFilterDep", "OperatorDep", "ServicesDep",
+           "SettingsDep", "ViewerDep"]

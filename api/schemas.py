@@ -2,10 +2,45 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from fastapi import Path
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+#: Text without control characters (PostgreSQL refuses NUL in text: a 4xx, not a 503).
+_PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+#: Times the log can hold on every backend and every zone offset (issue 17.6: year 1 at
+#: +14:00 overflowed into a 500).
+_MIN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+_MAX_TIME = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+def _in_range(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        utc = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    except OverflowError:
+        raise ValueError("time out of range") from None
+    if not _MIN_TIME <= utc < _MAX_TIME:
+        raise ValueError("time must lie between 1970-01-01 and 9999-01-01 (UTC)")
+    return value
+
+
+#: A time filter (naive = UTC) within the range the log can hold.
+LogTime = Annotated[datetime | None, AfterValidator(_in_range)]
+#: A line id or class name given as a filter.
+FilterText = Annotated[str | None, StringConstraints(max_length=64, pattern=_PRINTABLE)]
+#: An inspection id in a path (the log's ids are 64-bit: larger is a 422, not a 503).
+InspectionId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 class ReviewIn(BaseModel):
@@ -42,9 +77,9 @@ class LogQuery(BaseModel):
     """The defect-log filters (query parameters) of the list, the CSV export and the
     neighbours of an inspection."""
 
-    line_id: str | None = Field(None, max_length=64)
+    line_id: FilterText = None
     verdict: Literal["OK", "NG", "UNKNOWN"] | None = None
-    defect_class: str | None = Field(None, max_length=64)
-    since: datetime | None = Field(None, description="inclusive; naive = UTC")
-    until: datetime | None = Field(None, description="exclusive; naive = UTC")
+    defect_class: FilterText = None
+    since: LogTime = Field(None, description="inclusive; naive = UTC")
+    until: LogTime = Field(None, description="exclusive; naive = UTC")
     reviewed: bool | None = None

@@ -7,6 +7,7 @@ through the typed dependencies of :mod:`api.deps`.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -18,12 +19,16 @@ import core.metrics as metrics
 from api.errors import ApiError
 from api.inspectors import InspectorFactory, InspectorPool
 from api.schemas import ReviewIn
+from api.security import Authenticator, UploadGate
 from api.uploads import UploadError, decode_image
+from core import heartbeats
 from core.bus import camera_status, known_lines, line_snapshot, stream_lag
 from core.plc import plc_answer, unknown
 from core.redis_conn import connect
 from core.result import InspectionResult
 from core.settings import Settings
+from core.supervise import LOOPS
+from storage.access import AccessStore
 from storage.aggregates import LogAggregates
 from storage.db import current_revision, get_engine, head_revision
 from storage.images import ImageStore
@@ -56,6 +61,9 @@ class Services:
         self.images = ImageStore.from_settings(settings)
         self.redis: redis.Redis = connect(settings, socket_timeout=2.0)
         self.inspectors = InspectorPool(settings, factory)
+        self.access = AccessStore(self.engine)
+        self.auth = Authenticator(settings, self.access)
+        self.uploads = UploadGate(settings.upload_concurrency, settings.upload_rate_per_minute)
         self._head: str | None = None
 
     # -- verdict ----------------------------------------------------------------------------
@@ -91,10 +99,17 @@ class Services:
     def inspect_upload(self, data: bytes, recipe_name: str | None, received: float) -> dict:
         """Validate, inspect, log and retain one uploaded image; the inspection JSON."""
         try:
-            image = decode_image(data)
+            image = decode_image(data, self.settings.max_upload_pixels)
         except UploadError as exc:
             raise ApiError(exc.status, exc.error, exc.detail) from None
         recipe, inspector = self.inspectors.get(recipe_name)
+        smallest = min((m.tile for m in recipe.models if m.tile > 0), default=1)
+        if min(image.shape[:2]) < smallest:  # issue 17.7: a 1x1 upload was logged as OK
+            raise ApiError(
+                422, "image_too_small",
+                f"image of {image.shape[1]}x{image.shape[0]} pixels is smaller than the "
+                f"{smallest}-pixel tile of recipe {recipe.name}: not inspectable",
+            )
         captured_at = datetime.fromtimestamp(received, UTC)
         frame_id = self.next_adhoc_frame_id()
         try:
@@ -232,7 +247,52 @@ class Services:
         if self.inspectors.state in ("not_loaded", "failed"):
             self.inspectors.start_preload()  # a failed load is retried every 30 s
         parts["models"] = self.inspectors.status()
+        parts["inference"] = self._inference_part(redis_ok)
+        parts["loops"] = self._loops_part()
+        parts["image_store"] = self._image_store_part()
         return parts
+
+    def _inference_part(self, redis_ok: bool) -> dict[str, Any]:
+        """Some inference worker of the line beats without trouble (:mod:`core.heartbeats`)."""
+        line = self.settings.line_id
+        if not redis_ok:
+            return {"ready": False, "line_id": line, "detail": "Redis unavailable"}
+        try:
+            alive = heartbeats.workers(self.redis, line)
+        except redis.RedisError as exc:
+            return {"ready": False, "line_id": line, "detail": str(exc)}
+        working = [n for n, w in alive.items() if w["trouble"] is None]
+        part: dict[str, Any] = {"ready": bool(working), "line_id": line, "workers": alive}
+        if not alive:
+            part["detail"] = "no inference worker of the line is running"
+        elif not working:
+            part["detail"] = "; ".join(f"{n}: {w['trouble']}" for n, w in alive.items())
+        return part
+
+    @staticmethod
+    def _loops_part() -> dict[str, Any]:
+        """This process's supervised loops (:data:`core.supervise.LOOPS`)."""
+        loops = LOOPS.snapshot()
+        bad = {n: s["trouble"] or ("given up" if s["fatal"] else "not running")
+               for n, s in loops.items() if not s["ready"]}
+        part: dict[str, Any] = {"ready": not bad, "loops": loops}
+        if bad:
+            part["detail"] = "; ".join(f"{n}: {why}" for n, why in bad.items())
+        return part
+
+    def _image_store_part(self) -> dict[str, Any]:
+        """Free space where retained images go (issue 17.7: a full disk was silent)."""
+        root = self.images.root
+        probe = root if root.exists() else root.parent
+        try:
+            free = shutil.disk_usage(probe).free
+        except OSError as exc:
+            return {"ready": False, "detail": f"{type(exc).__name__}: {exc}"}
+        need = self.settings.image_store_min_free_bytes
+        part: dict[str, Any] = {"ready": free >= need, "free_bytes": free}
+        if free < need:
+            part["detail"] = f"{free} bytes free, fewer than {need}: images are not retained"
+        return part
 
     def refresh_gauges(self) -> None:
         """Camera-connected and stream-lag gauges of every known line, from Redis."""

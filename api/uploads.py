@@ -213,11 +213,18 @@ def header_info(kind: str, data: bytes) -> HeaderInfo:
     return parse[kind](data)
 
 
-def decode_image(data: bytes) -> np.ndarray:
+def _too_many_pixels(width: int, height: int, limit: int) -> UploadError:
+    return UploadError(
+        413, "payload_too_large", f"image of {width}x{height} pixels exceeds {limit} pixels"
+    )
+
+
+def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Validate and decode an uploaded image to uint8 ``(H, W)`` gray or ``(H, W, 3)`` RGB.
 
     Raises :class:`UploadError`: 400 empty, 415 not PNG/JPEG/BMP/TIFF or not 8-bit,
-    413 too many pixels, 422 corrupt/undecodable.
+    413 more than ``max_pixels`` pixels (checked from the header before decoding where the
+    format says, and after decoding in any case), 422 corrupt/undecodable.
     """
     if not data:
         raise UploadError(400, "empty_file", "the uploaded file is empty")
@@ -236,15 +243,13 @@ def decode_image(data: bytes) -> np.ndarray:
     if info.width is not None and info.height is not None:
         if info.width <= 0 or info.height <= 0:
             raise UploadError(422, "undecodable_image", f"corrupt {kind.upper()}: empty image")
-        if info.width * info.height > MAX_PIXELS:
-            raise UploadError(
-                413,
-                "payload_too_large",
-                f"image of {info.width}x{info.height} pixels exceeds {MAX_PIXELS} pixels",
-            )
+        if info.width * info.height > max_pixels:
+            raise _too_many_pixels(info.width, info.height, max_pixels)
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None or image.size == 0:
         raise UploadError(422, "undecodable_image", f"corrupt or undecodable {kind.upper()} image")
+    if image.shape[0] * image.shape[1] > max_pixels:
+        raise _too_many_pixels(image.shape[1], image.shape[0], max_pixels)
     if image.dtype != np.uint8:
         raise UploadError(
             415,

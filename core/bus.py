@@ -185,13 +185,26 @@ def ensure_group(r: redis.Redis, line_id: str) -> None:
 def stream_lag(r: redis.Redis, line_id: str) -> int | None:
     """Entries of ``frames:{line}`` not yet read by the group (None: no stream or group yet).
 
-    Redis 7 reports ``lag``; when it does not know it (older Redis, or after trimming) the
-    group's pending count is the best estimate.
+    Redis 7 reports ``lag`` while it can; without it (Redis 6.2 - the embedded server -, or
+    after deletions) it is ``XLEN - pending``: the inference worker deletes every entry it
+    acknowledges, so what stays in the stream is either pending or not yet delivered (issue
+    17.7: the pending count alone read 1 with a full stream).
     """
+    key = stream_key(line_id)
+    pipe = r.pipeline(transaction=True)
+    pipe.xinfo_groups(key)
+    pipe.xlen(key)
     try:
-        groups = r.xinfo_groups(stream_key(line_id))
+        groups, length = pipe.execute()
     except redis.ResponseError:  # no such stream
         return None
+    for group in groups:
+        if group.get("name") in (GROUP, GROUP.encode()):
+            lag = group.get("lag")
+            if lag is not None:
+                return int(lag)
+            return max(0, int(length) - int(group.get("pending", 0)))
+    return None
     for group in groups:
         if group.get("name") in (GROUP, GROUP.encode()):
             lag = group.get("lag")

@@ -26,7 +26,12 @@ Delivery guarantees (docs/CONTRACT.md), per stream entry, in this order:
 7. metrics: verdicts, defects, grab-to-verdict, brightness, stream lag.
 
 Redis connection errors anywhere: back off (0.1 s doubling to 5 s) and retry; nothing
-uncommitted is ever acked.
+uncommitted is ever acked. Any other error of the loop - a Redis that refuses commands
+(``MISCONF`` on a full disk, ``LOADING``, ``READONLY``, ``OOM``), a bug - is logged with its
+traceback and retried the same way: the loop never ends on an error (issue 17: a ``MISCONF``
+once ended the thread while ``/readyz`` said 200). While it backs off it reports the trouble
+(:data:`core.supervise.LOOPS`, loop ``inference:{line}``, and its Redis heartbeat
+:mod:`core.heartbeats`), so ``/readyz`` says why the line is not inspected.
 
 The worker knows storage only through the :class:`Repository` and :class:`ImageStore`
 protocols; the composition root (``deploy``) passes ``storage``'s implementations in.
@@ -46,6 +51,7 @@ from typing import Any, Protocol
 import numpy as np
 import redis
 
+from core import heartbeats
 from core.bus import GROUP, ensure_group, publish_result, stream_key, stream_lag
 from core.frame import Frame
 from core.metrics import (
@@ -53,6 +59,7 @@ from core.metrics import (
     FRAME_BRIGHTNESS,
     FRAMES_DROPPED,
     GRAB_TO_VERDICT,
+    IMAGES_NOT_RETAINED,
     STREAM_LAG,
     STREAM_RECLAIMED,
     VERDICTS,
@@ -63,6 +70,7 @@ from core.redis_conn import connect
 from core.result import InspectionResult
 from core.settings import Settings
 from core.stages import StageTimer
+from core.supervise import LOOPS
 from inference.pipeline import Inspector
 
 log = logging.getLogger(__name__)
@@ -177,6 +185,10 @@ class _Worker:
         self.backoff = _Backoff()
         self.claim_cursor = "0-0"
         self.lag_updated = 0.0
+        #: name of this loop in :data:`core.supervise.LOOPS`
+        self.loop_name = f"inference:{self.line}"
+        self._beat_at = 0.0
+        self._trouble: str | None = None
 
     # -- loop -------------------------------------------------------------------------------
     def done(self) -> bool:
@@ -188,56 +200,83 @@ class _Worker:
         log.info("inference worker %s on %s (group %s)", self.consumer, self.key, GROUP)
         need_group, own_pending = True, True
         while not self.done():
+            trouble: str | None = None
             try:
                 if need_group:
                     ensure_group(self.r, self.line)
                     need_group = False
-                entries: list[tuple[bytes, dict[bytes, bytes] | None]] = []
-                if own_pending:  # our own unacked entries (restart with same name, DB retry)
-                    entries = self._read("0")
-                    own_pending = bool(entries)
-                entries += self._autoclaim()
-                if not entries:
-                    t_read = time.perf_counter()
-                    entries = self._read(">", block=True)
-                    if entries:
-                        self.stages.add("stream_read", time.perf_counter() - t_read)
-                seen: set[bytes] = set()
-                for entry_id, fields in entries:
-                    if entry_id in seen:  # own idle entry also returned by XAUTOCLAIM
-                        continue
-                    seen.add(entry_id)
-                    if self.done():
-                        break
-                    self._handle(entry_id, fields)
+                own_pending = self._step(own_pending)
                 self._update_lag()
                 self.backoff.reset()
             except _CommitError as exc:
-                self.stats.errors += 1
-                delay = self.backoff.next()
-                log.error(
-                    "DB commit failed (%s); entry stays pending, retry in %.1fs",
-                    exc.__cause__ or exc,
-                    delay,
-                )
-                own_pending = True
-                self.stop.wait(delay)
+                trouble = f"database: {exc.__cause__ or exc}"
+                log.error("DB commit failed (%s); entry stays pending", exc.__cause__ or exc)
             except _REDIS_ERRORS as exc:
-                self.stats.errors += 1
-                delay = self.backoff.next()
-                log.warning("Redis error (%s); retry in %.1fs", exc, delay)
-                own_pending = True
-                self.stop.wait(delay)
+                trouble = f"Redis unreachable: {exc}"
+                log.warning("Redis error (%s)", exc)
             except redis.ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                log.warning("consumer group missing (Redis restarted?): recreating")
-                need_group, own_pending = True, True
+                if "NOGROUP" in str(exc):
+                    log.warning("consumer group missing (Redis restarted?): recreating")
+                    need_group, own_pending = True, True
+                    continue
+                trouble = f"Redis refused: {exc}"
+                log.error("Redis refused a command (%s)", exc)
+            except Exception as exc:  # noqa: BLE001 - a bug must not end the loop silently
+                trouble = f"{type(exc).__name__}: {exc}"
+                log.exception("inference loop error")
+            self._beat(trouble)
+            if trouble is not None:
+                self.stats.errors += 1
+                own_pending = True
+                delay = self.backoff.next()
+                log.info("inference %s: retry in %.1fs", self.line, delay)
+                self.stop.wait(delay)
         try:
             self._update_lag(every_s=0.0)
-        except (*_REDIS_ERRORS, redis.ResponseError):
+            heartbeats.remove(self.r, self.line, self.consumer)
+        except redis.RedisError:
             pass
+        LOOPS.update(self.loop_name, running=False, stopped=True, trouble=None)
         return self.stats
+
+    def _step(self, own_pending: bool) -> bool:
+        """Read (own pending, reclaimed, else new entries) and handle them; whether own
+        pending entries may remain."""
+        entries: list[tuple[bytes, dict[bytes, bytes] | None]] = []
+        if own_pending:  # our own unacked entries (restart with same name, DB retry)
+            entries = self._read("0")
+            own_pending = bool(entries)
+        entries += self._autoclaim()
+        if not entries:
+            t_read = time.perf_counter()
+            entries = self._read(">", block=True)
+            if entries:
+                self.stages.add("stream_read", time.perf_counter() - t_read)
+        seen: set[bytes] = set()
+        for entry_id, fields in entries:
+            if entry_id in seen:  # own idle entry also returned by XAUTOCLAIM
+                continue
+            seen.add(entry_id)
+            if self.done():
+                break
+            self._handle(entry_id, fields)
+            self._beat(None)
+        return own_pending
+
+    def _beat(self, trouble: str | None) -> None:
+        """Tell the process (``LOOPS``) and the API (Redis heartbeat) how the loop is."""
+        if trouble is None:
+            LOOPS.beat(self.loop_name)
+        else:
+            LOOPS.trouble(self.loop_name, trouble)
+        now = time.monotonic()
+        if trouble == self._trouble and now - self._beat_at < heartbeats.HEARTBEAT_INTERVAL_S:
+            return
+        self._beat_at, self._trouble = now, trouble
+        try:
+            heartbeats.beat(self.r, self.line, self.consumer, trouble)
+        except redis.RedisError:
+            pass  # a Redis that refuses the heartbeat makes it age: the API sees that
 
     def _batch(self) -> int:
         if self.max_frames is None:
@@ -290,9 +329,18 @@ class _Worker:
     # -- one entry --------------------------------------------------------------------------
     def _drop(self, entry_id: bytes, why: str) -> None:
         log.error("dropping stream entry %s of %s: %s", entry_id, self.key, why)
-        self.r.xack(self.key, GROUP, entry_id)
+        self._ack(entry_id)
         self.stats.dropped += 1
         FRAMES_DROPPED.labels(line=self.line).inc()
+
+    def _ack(self, entry_id: bytes) -> None:
+        """XACK, then XDEL: a finished frame leaves the stream at once, so Redis holds only
+        frames not yet inspected (issue 17.4: the embedded Redis kept every acknowledged
+        1.25 MB frame up to MAXLEN), and the group's lag is XLEN - pending. A crash between
+        the two leaves an acknowledged entry behind (MAXLEN trims it), never a pending one
+        without its data."""
+        self.r.xack(self.key, GROUP, entry_id)
+        self.r.xdel(self.key, entry_id)
 
     def _handle(self, entry_id: bytes, fields: dict[bytes, bytes] | None) -> None:
         if not fields:
@@ -322,7 +370,7 @@ class _Worker:
         t1 = time.perf_counter()
         self._publish(result)  # before XACK: a crash in between re-delivers, never loses it
         t2 = time.perf_counter()
-        self.r.xack(self.key, GROUP, entry_id)  # only after the commit
+        self._ack(entry_id)  # only after the commit
         t3 = time.perf_counter()
         stages.add("db_write", t1 - t0)
         stages.add("verdict_publish", t2 - t1)
@@ -349,6 +397,7 @@ class _Worker:
                 )
             except Exception:
                 log.exception("could not retain image of frame %s", frame.frame_id)
+                IMAGES_NOT_RETAINED.labels(line=self.line).inc()
             else:
                 try:
                     self.repository.set_image_paths(

@@ -165,3 +165,8 @@ def migrate(url: str | Engine, revision: str = "head") -> None:
         if not isinstance(url, Engine):
             engine.dispose()
     log.info("database at revision %s", revision)
+
+
+# The access-control tables (API keys, audit log, storage.access) join Base.metadata wherever
+# the database is used: migrations, the schema check, the service.
+from storage import access as _access  # noqa: E402,F401

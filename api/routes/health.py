@@ -2,9 +2,12 @@
 
 ``/readyz``: ``redis`` (PING), ``database`` (``SELECT 1`` and schema at the migration head),
 ``camera`` (status of ``settings.line_id`` alive), ``models`` (the default recipe's inspector
-loaded; it is loaded in the background at start-up). 200 when all are ready, else 503; the
-body names every part. Route PLC traffic on ``/healthz``: a disconnected camera makes the
-service not ready, yet the verdict endpoint must keep answering ``UNKNOWN``.
+loaded; it is loaded in the background at start-up), ``inference`` (an inference worker of
+the line beats without trouble, :mod:`core.heartbeats`), ``loops`` (this process's
+supervised loops, :mod:`core.supervise`), ``image_store`` (free disk space). 200 when all
+are ready, else 503; the body names every part. Route PLC traffic on ``/healthz``: a
+disconnected camera makes the service not ready, yet the verdict endpoint must keep
+answering ``UNKNOWN``.
 """
 
 from __future__ import annotations
@@ -15,13 +18,18 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from api.deps import ServicesDep
+from core.supervise import LOOPS
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
-def healthz() -> dict[str, str]:
-    """Liveness: the process answers."""
+@router.get("/healthz", response_model=None)
+def healthz() -> dict[str, str] | JSONResponse:
+    """Liveness: the process answers and no supervised loop was given up (503 otherwise:
+    the process is about to exit so that its supervisor restarts it)."""
+    dead = LOOPS.fatal()
+    if dead:
+        return JSONResponse({"status": "failed", "failed_loops": dead}, status_code=503)
     return {"status": "ok"}
 
 

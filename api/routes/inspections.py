@@ -26,9 +26,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from api.csv_export import CSV_COLUMNS, csv_row
-from api.deps import LogFilterDep, ServicesDep, SettingsDep
+from api.deps import LogFilterDep, OperatorDep, ServicesDep, SettingsDep
 from api.errors import ApiError
 from api.overlay import encode_png, render_overlay
+from api.schemas import InspectionId
 from api.services import API
 from api.uploads import UploadError, read_upload_form
 from storage.repository import InvalidCursor
@@ -71,19 +72,22 @@ def _png(data: bytes, **headers: str) -> Response:
 
 @router.post("/inspect", tags=["inspection"], openapi_extra=_UPLOAD_OPENAPI)
 async def inspect_upload(
-    request: Request, svc: ServicesDep, settings: SettingsDep
+    request: Request, svc: ServicesDep, settings: SettingsDep, who: OperatorDep
 ) -> JSONResponse:
     """Inspect an uploaded image (multipart ``file``, optional ``recipe``); logged as
-    line ``adhoc``."""
-    try:
-        form = await read_upload_form(request.headers, request.stream(), settings.max_upload_bytes)
-    except UploadError as exc:
-        raise ApiError(exc.status, exc.error, exc.detail) from None
-    except ClientDisconnect:
-        raise ApiError(400, "bad_request", "client disconnected during upload") from None
-    received = time.time()
-    recipe = (form.fields.get("recipe") or "").strip() or None
-    body = await run_in_threadpool(svc.inspect_upload, form.data, recipe, received)
+    line ``adhoc``. Needs role operator; one upload at a time and a rate per key
+    (429 beyond), at most ``max_upload_pixels`` pixels (413)."""
+    with svc.uploads.admit(who.name):
+        try:
+            form = await read_upload_form(request.headers, request.stream(),
+                                          settings.max_upload_bytes)
+        except UploadError as exc:
+            raise ApiError(exc.status, exc.error, exc.detail) from None
+        except ClientDisconnect:
+            raise ApiError(400, "bad_request", "client disconnected during upload") from None
+        received = time.time()
+        recipe = (form.fields.get("recipe") or "").strip() or None
+        body = await run_in_threadpool(svc.inspect_upload, form.data, recipe, received)
     return JSONResponse(body)
 
 
@@ -137,7 +141,7 @@ def inspections_csv(svc: ServicesDep, flt: LogFilterDep) -> StreamingResponse:
 
 
 @router.get("/inspections/{inspection_id}", tags=["defect log"])
-def get_inspection(inspection_id: int, svc: ServicesDep) -> dict[str, Any]:
+def get_inspection(inspection_id: InspectionId, svc: ServicesDep) -> dict[str, Any]:
     """One logged inspection with its defects and latest review."""
     record = svc.record(inspection_id)
     out = svc.inspection_json(record)
@@ -147,7 +151,7 @@ def get_inspection(inspection_id: int, svc: ServicesDep) -> dict[str, Any]:
 
 @router.get("/inspections/{inspection_id}/image.png", tags=["defect log"],
             response_class=Response)
-def inspection_image(inspection_id: int, svc: ServicesDep) -> Response:
+def inspection_image(inspection_id: InspectionId, svc: ServicesDep) -> Response:
     """The retained frame (404 when it was not retained or retention removed it)."""
     record = svc.record(inspection_id)
     data = svc.images.read_bytes(record.image_path)
@@ -158,7 +162,7 @@ def inspection_image(inspection_id: int, svc: ServicesDep) -> Response:
 
 @router.get("/inspections/{inspection_id}/mask.png", tags=["defect log"],
             response_class=Response)
-def inspection_mask(inspection_id: int, svc: ServicesDep) -> Response:
+def inspection_mask(inspection_id: InspectionId, svc: ServicesDep) -> Response:
     """Class-indexed 8-bit mask of the whole frame (0 = background); the class names in
     index order are in the ``X-Mask-Classes`` header (JSON)."""
     record = svc.record(inspection_id)
@@ -170,7 +174,7 @@ def inspection_mask(inspection_id: int, svc: ServicesDep) -> Response:
 
 @router.get("/inspections/{inspection_id}/overlay.png", tags=["defect log"],
             response_class=Response)
-def inspection_overlay(inspection_id: int, svc: ServicesDep) -> Response:
+def inspection_overlay(inspection_id: InspectionId, svc: ServicesDep) -> Response:
     """The frame with the mask tinted per class and the defect boxes drawn."""
     record = svc.record(inspection_id)
     image = svc.images.load_image(record.image_path)
@@ -182,7 +186,7 @@ def inspection_overlay(inspection_id: int, svc: ServicesDep) -> Response:
 
 
 @router.get("/inspections/{inspection_id}/neighbours", tags=["defect log"])
-def neighbours(inspection_id: int, svc: ServicesDep, flt: LogFilterDep) -> dict[str, Any]:
+def neighbours(inspection_id: InspectionId, svc: ServicesDep, flt: LogFilterDep) -> dict[str, Any]:
     """Ids of the next ``older`` and ``newer`` inspection matching the filters (keyboard
     navigation to the next/previous NG in the QA UI)."""
     out = svc.aggregates.neighbours(inspection_id, flt)

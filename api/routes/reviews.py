@@ -1,4 +1,4 @@
-"""QA reviews: confirm or correct an inspection (``X-API-Key`` required)."""
+"""QA reviews: confirm or correct an inspection (a key with role ``operator`` or higher)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import ApiKeyDep, ServicesDep
+from api.deps import OperatorDep, ServicesDep
 from api.errors import ApiError, clean_errors
-from api.schemas import ReviewIn
+from api.schemas import InspectionId, ReviewIn
 from api.services import API
 
 router = APIRouter(prefix=API, tags=["defect log"])
@@ -40,9 +40,9 @@ async def _read_body(request: Request) -> bytes:
 @router.post("/inspections/{inspection_id}/review", status_code=201,
              openapi_extra=_REVIEW_OPENAPI)
 async def review_inspection(
-    inspection_id: int, request: Request, svc: ServicesDep, _key: ApiKeyDep
+    inspection_id: InspectionId, request: Request, svc: ServicesDep, _who: OperatorDep
 ) -> JSONResponse:
-    """QA confirms or corrects an inspection (header ``X-API-Key`` required)."""
+    """QA confirms or corrects an inspection (header ``X-API-Key``, role operator)."""
     try:
         payload = ReviewIn.model_validate_json(await _read_body(request))
     except ValidationError as exc:

@@ -6,8 +6,10 @@ import time
 
 import redis
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 
 from api.app import create_app
+from core import heartbeats
 from core.bus import set_camera_status, stream_key
 from tests.api.api_helpers import closed_port, fake_factory
 
@@ -50,10 +52,11 @@ def test_root_placeholder_links_docs(client: TestClient) -> None:
 
 def test_readyz_all_ready(client: TestClient, redis_client: redis.Redis, line_id: str) -> None:
     set_camera_status(redis_client, line_id, True)
+    heartbeats.beat(redis_client, line_id, "worker-1")
     status, body = _readyz(client)
     assert status == 200, body
-    assert body["ready"] is True and set(body["checks"]) == {"redis", "database", "camera",
-                                                              "models"}
+    assert body["ready"] is True and set(body["checks"]) == {
+        "redis", "database", "camera", "models", "inference", "loops", "image_store"}
     assert all(part["ready"] for part in body["checks"].values())
     assert body["checks"]["models"]["models"] == {"fake": "0.0.1"}
     assert body["checks"]["camera"]["line_id"] == line_id
@@ -117,3 +120,47 @@ def test_metrics_exposition(client: TestClient, redis_client: redis.Redis, line_
     set_camera_status(redis_client, line_id, False)
     text = client.get("/metrics").text
     assert f'lineinspect_camera_connected{{line="{line_id}"}} 0.0' in text
+
+
+def test_readyz_reports_an_inference_worker_in_trouble_or_absent(
+    client: TestClient, redis_client: redis.Redis, line_id: str
+) -> None:
+    """Issue 17.2: a dead or stuck inference loop makes the service not ready, with why."""
+    set_camera_status(redis_client, line_id, True)
+    status, body = _readyz(client)
+    assert status == 503 and body["checks"]["inference"]["detail"].startswith("no inference")
+    heartbeats.beat(redis_client, line_id, "w1", trouble="Redis refused: MISCONF ...")
+    status, body = _readyz(client)
+    assert status == 503 and "MISCONF" in body["checks"]["inference"]["detail"]
+    heartbeats.beat(redis_client, line_id, "w1")
+    status, body = _readyz(client)
+    assert status == 200 and body["checks"]["inference"]["workers"]["w1"]["trouble"] is None
+    redis_client.delete(heartbeats.workers_key(line_id))
+
+
+def test_failed_loop_fails_readiness_and_a_given_up_loop_fails_liveness(
+    client: TestClient, redis_client: redis.Redis, line_id: str
+) -> None:
+    """Issue 17.3: /healthz stayed 200 with a dead embedded Redis."""
+    import threading
+
+    from core.supervise import LOOPS, supervise
+
+    def broken() -> None:
+        raise RuntimeError("redis-server exited with status -9")
+
+    set_camera_status(redis_client, line_id, True)
+    heartbeats.beat(redis_client, line_id, "w1")
+    try:
+        supervise("test-loop", broken, threading.Event(), backoff_initial_s=0.0,
+                  max_failures=2)
+        status, body = _readyz(client)
+        assert status == 503 and "test-loop" in body["checks"]["loops"]["detail"]
+        resp = client.get("/healthz")
+        assert resp.status_code == 503 and resp.json()["failed_loops"] == ["test-loop"]
+        assert REGISTRY.get_sample_value("lineinspect_loop_restarts_total",
+                                         {"loop": "test-loop"}) >= 2
+    finally:
+        LOOPS.forget("test-loop")
+        redis_client.delete(heartbeats.workers_key(line_id))
+    assert client.get("/healthz").status_code == 200

@@ -16,9 +16,11 @@ from fastapi.testclient import TestClient
 from api.app import ADHOC_COUNTER_KEY, create_app
 from core.result import InspectionResult
 from core.settings import Settings
+from tests.api.api_helpers import API_KEY
 from tests.onnx_factory import make_segmenter
 
 URL = "/api/v1/inspect"
+KEY = {"X-API-Key": API_KEY}  # the bootstrap admin key: uploads need operator or more
 
 
 def frame(h: int = 120, w: int = 160, square: tuple[int, int, int, int] | None = (40, 30, 20, 10)
@@ -49,7 +51,7 @@ def _assert_error(resp, status: int) -> dict:
 
 def test_valid_upload_is_logged_as_adhoc(client: TestClient, services) -> None:
     img = frame()
-    resp = client.post(URL, files=_files(encode(".png", img)))
+    resp = client.post(URL, headers=KEY, files=_files(encode(".png", img)))
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert body["line_id"] == "adhoc" and isinstance(body["frame_id"], int)
@@ -104,7 +106,7 @@ def test_valid_upload_is_logged_as_adhoc(client: TestClient, services) -> None:
 )
 def test_other_formats_accepted(client: TestClient, services, ext: str, make) -> None:
     data = encode(ext, make())
-    resp = client.post(URL, files=_files(data, f"x{ext}", "application/octet-stream"))
+    resp = client.post(URL, headers=KEY, files=_files(data, f"x{ext}", "application/octet-stream"))
     assert resp.status_code == 200, resp.text
     assert resp.json()["width"] == 160 and services.repository.count() == 1
 
@@ -135,7 +137,7 @@ CASES = {
 def test_bad_uploads_change_nothing(client: TestClient, services, settings: Settings,
                                     case: str) -> None:
     make, status = CASES[case]
-    resp = client.post(URL, files=_files(make()))
+    resp = client.post(URL, headers=KEY, files=_files(make()))
     _assert_error(resp, status)
     assert services.repository.count() == 0
     assert not list(Path(settings.image_store_path).rglob("*.png"))
@@ -156,7 +158,8 @@ def test_oversized_chunked_upload_is_cut_off(client: TestClient, services) -> No
         yield f"\r\n--{boundary}--\r\n".encode()
 
     resp = client.post(
-        URL, content=body(), headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
+        URL, content=body(),
+        headers={**KEY, "Content-Type": f"multipart/form-data; boundary={boundary}"},
     )
     _assert_error(resp, 413)
     assert services.repository.count() == 0
@@ -164,23 +167,25 @@ def test_oversized_chunked_upload_is_cut_off(client: TestClient, services) -> No
 
 def test_form_errors(client: TestClient, services) -> None:
     png = encode(".png", frame())
-    _assert_error(client.post(URL, files={"image": ("a.png", png, "image/png")}), 422)
-    _assert_error(client.post(URL, json={"file": "nope"}), 415)
+    _assert_error(client.post(URL, headers=KEY, files={"image": ("a.png", png, "image/png")}), 422)
+    _assert_error(client.post(URL, headers=KEY, json={"file": "nope"}), 415)
     _assert_error(client.post(URL, content=b"--x\r\nbroken",
-                              headers={"Content-Type": "multipart/form-data"}), 400)
-    body = _assert_error(client.post(URL, files=_files(png), data={"recipe": "no-such"}), 404)
+                              headers={**KEY, "Content-Type": "multipart/form-data"}), 400)
+    body = _assert_error(client.post(URL, headers=KEY, files=_files(png),
+                                     data={"recipe": "no-such"}), 404)
     assert "no-such" in body["detail"]
-    _assert_error(client.post(URL, files=_files(png), data={"recipe": "../../etc/x"}), 422)
-    _assert_error(client.post(URL, files=_files(png), data={"recipe": "a.yaml"}), 422)
+    _assert_error(client.post(URL, headers=KEY, files=_files(png),
+                              data={"recipe": "../../etc/x"}), 422)
+    _assert_error(client.post(URL, headers=KEY, files=_files(png), data={"recipe": "a.yaml"}), 422)
     assert services.repository.count() == 0
-    ok = client.post(URL, files=_files(png), data={"recipe": "test-recipe"})
+    ok = client.post(URL, headers=KEY, files=_files(png), data={"recipe": "test-recipe"})
     assert ok.status_code == 200 and services.repository.count() == 1
 
 
 def test_decompression_bomb_header_refused(client: TestClient, services) -> None:
     png = bytearray(encode(".png", frame()))
     png[16:24] = (100_000).to_bytes(4, "big") * 2  # IHDR claims 100000 x 100000 pixels
-    _assert_error(client.post(URL, files=_files(bytes(png))), 413)
+    _assert_error(client.post(URL, headers=KEY, files=_files(bytes(png))), 413)
     assert services.repository.count() == 0
 
 
@@ -192,7 +197,7 @@ def test_adhoc_frame_id_skips_ids_already_logged(client: TestClient, services,
     for n in range(1, 4):
         services.repository.save(InspectionResult(
             line_id="adhoc", frame_id=current + n, captured_at=datetime.now(UTC), verdict="OK"))
-    resp = client.post(URL, files=_files(encode(".png", frame())))
+    resp = client.post(URL, headers=KEY, files=_files(encode(".png", frame())))
     assert resp.status_code == 200, resp.text
     assert resp.json()["frame_id"] > current + 3
     assert services.repository.count(line_id="adhoc") == 4
@@ -205,7 +210,7 @@ def test_models_unavailable_is_503(make_settings, redis_client: redis.Redis) -> 
     app = create_app(make_settings(), inspector_factory=broken, retention_interval_s=None,
                      preload_models=False)
     with TestClient(app) as c:
-        body = _assert_error(c.post(URL, files=_files(encode(".png", frame()))), 503)
+        body = _assert_error(c.post(URL, headers=KEY, files=_files(encode(".png", frame()))), 503)
         assert body["error"] == "models_unavailable"
         assert app.state.services.repository.count() == 0
 
@@ -221,7 +226,8 @@ def test_real_inspector_with_formula_models(make_settings, tmp_path: Path,
     app = create_app(settings, retention_interval_s=None, preload_models=False)
     with TestClient(app) as c:
         img = frame(256, 320, (100, 60, 40, 30))
-        resp = c.post(URL, files=_files(encode(".png", img)), data={"recipe": "formula"})
+        resp = c.post(URL, headers=KEY, files=_files(encode(".png", img)),
+                      data={"recipe": "formula"})
         assert resp.status_code == 200, resp.text
         body = resp.json()
         assert body["line_id"] == "adhoc" and body["verdict"] == "NG"
@@ -231,7 +237,7 @@ def test_real_inspector_with_formula_models(make_settings, tmp_path: Path,
         mask = c.get(f"/api/v1/inspections/{body['inspection_id']}/mask.png")
         m = cv2.imdecode(np.frombuffer(mask.content, np.uint8), cv2.IMREAD_UNCHANGED)
         assert m[60:90, 100:140].all() and int(m.sum()) == 1200
-        clean = c.post(URL, files=_files(encode(".png", frame(256, 320, None))),
+        clean = c.post(URL, headers=KEY, files=_files(encode(".png", frame(256, 320, None))),
                        data={"recipe": "formula"}).json()
         assert clean["verdict"] == "OK" and clean["defects"] == []
         assert app.state.services.repository.count(line_id="adhoc") == 2
