@@ -18,9 +18,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from deploy import plc_cli as _plc_cli
+
 app = typer.Typer(help="lineinspect: inline surface inspection", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks that print figures", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+app.add_typer(_plc_cli.plc_app, name="plc")
+bench_app.command("plc")(_plc_cli.bench_plc)
 console = Console()
 
 

@@ -83,6 +83,11 @@ def run_all(settings: Settings) -> None:
                          lambda: run_inference_worker(settings, recipe, stop), stop,
                          max_failures=MAX_FAILURES, on_fatal=fatal),
     ]
+    if settings.modbus_enabled or settings.opcua_enabled:  # docs/PLC.md
+        from plc.service import run as run_plc
+
+        loops.append(start_supervised("plc", lambda: run_plc(settings, stop), stop,
+                                      max_failures=MAX_FAILURES, on_fatal=fatal))
     log.info(
         "lineinspect: line %s, recipe %s, API on %s://%s:%d",
         line, recipe.name, "https" if settings.tls_certfile else "http",
