@@ -141,10 +141,11 @@ def run(
 def migrate() -> None:
     """Apply the database migrations to ``LINEINSPECT_DATABASE_URL``."""
     from storage.db import migrate as do_migrate
+    from storage.db import safe_url
 
     settings = _settings()
     do_migrate(settings.sqlalchemy_url)
-    console.print(f"migrated {settings.sqlalchemy_url}")
+    console.print(f"migrated {safe_url(settings.sqlalchemy_url)}")  # never the password
 
 
 @app.command()

@@ -170,3 +170,12 @@ def migrate(url: str | Engine, revision: str = "head") -> None:
 # The access-control tables (API keys, audit log, storage.access) join Base.metadata wherever
 # the database is used: migrations, the schema check, the service.
 from storage import access as _access  # noqa: E402,F401
+
+
+def safe_url(url: str) -> str:
+    """``url`` with its password masked (``***``), for output and logs: secrets are never
+    printed."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL: print nothing of it
+        return "<database url>"
