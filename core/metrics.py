@@ -101,3 +101,21 @@ SHADOW_INSPECTION = Histogram(
     "lineinspect_shadow_inspection_seconds", "Shadow (candidate) inspection time per frame",
     ["line"], buckets=_LATENCY_BUCKETS,
 )
+# Falling behind (issue 19): frames that waited longer than the recipe's max_backlog_ms are
+# not inspected (logged UNKNOWN) and the line is reported overloaded (inference/backlog.py).
+FRAMES_SKIPPED = Counter(
+    "lineinspect_frames_skipped",
+    "Frames not inspected because they waited longer than the recipe's max_backlog_ms "
+    "(logged as UNKNOWN)",
+    ["line"],
+)
+BACKLOG_SECONDS = Gauge(
+    "lineinspect_backlog_seconds",
+    "How long the last frame an inference worker took had waited in the stream",
+    ["line"],
+)
+OVERLOADED = Gauge(
+    "lineinspect_overloaded",
+    "1 while frames of the line are being skipped (backlog older than max_backlog_ms)",
+    ["line"],
+)

@@ -9,6 +9,9 @@ into the answer (docs/CONTRACT.md, fail-safe rule):
 * ``UNKNOWN`` (code 2), ``reason: camera_disconnected`` - the camera status says
   disconnected, its heartbeat is older than 3 s, or no acquisition worker ever reported;
 * ``UNKNOWN``, ``no_verdict_yet`` - the camera is alive but no frame was inspected yet;
+* ``UNKNOWN``, ``overloaded`` - the worker skips frames that waited longer than the
+  recipe's ``max_backlog_ms`` (the record says ``overloaded``; ``inference.backlog``), so
+  the line is not fully inspected, whatever the last verdict was;
 * ``UNKNOWN``, ``stale`` - ``|age_ms|`` is above the record's ``stale_after_ms`` (a verdict
   dated in the future by more than that is clock skew and is also stale);
 * otherwise the record's own ``OK``/``NG`` with ``reason: null``.
@@ -64,6 +67,18 @@ def _age_ms(record: dict[str, Any], now: datetime) -> float | None:
     return round((now - captured).total_seconds() * 1000.0, 3)
 
 
+def _overloaded(record: dict[str, Any], age_ms: float | None, stale_after: int) -> bool:
+    """The worker said it skips frames (``inference.backlog``), and said so recently: within
+    ``stale_after_ms`` + ``max_backlog_ms`` of the frame's capture (later, a worker that
+    stopped is ``stale``, not overloaded)."""
+    if not record.get("overloaded") or age_ms is None:
+        return False
+    try:
+        return abs(age_ms) <= stale_after + int(record.get("max_backlog_ms", 0))
+    except (TypeError, ValueError):
+        return False
+
+
 def plc_answer(line_id: str, snapshot: LineSnapshot, now: datetime) -> dict[str, Any]:
     """The answer for a line from its :class:`~core.bus.LineSnapshot` at ``now`` (aware UTC).
 
@@ -95,6 +110,8 @@ def plc_answer(line_id: str, snapshot: LineSnapshot, now: datetime) -> dict[str,
         reason = "camera_disconnected"
     elif record is None:
         reason = "no_verdict_yet"
+    elif _overloaded(record, age_ms, stale_after):
+        reason = "overloaded"
     elif age_ms is None or abs(age_ms) > stale_after:
         reason = "stale"
     body["last_verdict"] = record.get("verdict") if record else None
@@ -110,10 +127,11 @@ def plc_answer(line_id: str, snapshot: LineSnapshot, now: datetime) -> dict[str,
 # -- the result sequence as a PLC sees it -----------------------------------------------------
 #: ``system state`` code per answer ``reason`` (Modbus register, OPC UA variable):
 #: 1 running (the answer is the verdict itself), 2 stale, 3 camera disconnected, 4 no verdict
-#: yet, 5 invalid record, 6 Redis unavailable; 0 is never sent for a known reason.
+#: yet, 5 invalid record, 6 Redis unavailable, 7 overloaded (frames skipped); 0 is never
+#: sent for a known reason.
 STATE_CODES: dict[str | None, int] = {
     None: 1, "stale": 2, "camera_disconnected": 3, "no_verdict_yet": 4,
-    "invalid_record": 5, "redis_unavailable": 6,
+    "invalid_record": 5, "redis_unavailable": 6, "overloaded": 7,
 }
 
 

@@ -71,6 +71,7 @@ from core.result import InspectionResult
 from core.settings import Settings
 from core.stages import StageTimer
 from core.supervise import LOOPS
+from inference.backlog import BacklogGuard
 from inference.pipeline import Inspector
 
 log = logging.getLogger(__name__)
@@ -162,6 +163,7 @@ class _Worker:
         block_ms: int,
         count: int,
         stale_after_ms: int,
+        max_backlog_ms: int = 0,
         stages: StageTimer | None = None,
     ) -> None:
         self.settings = settings
@@ -172,6 +174,8 @@ class _Worker:
         self.line = settings.line_id
         self.key = stream_key(self.line)
         self.consumer = settings.worker_name or f"{socket.gethostname()}-{os.getpid()}"
+        #: frames older than the recipe's max_backlog_ms are not inspected; load reports
+        self.backlog = BacklogGuard(r, self.line, self.consumer, max_backlog_ms)
         self.inspector = inspector
         self.r = r
         self.repository = repository
@@ -322,11 +326,20 @@ class _Worker:
         if now - self.lag_updated < every_s:
             return
         self.lag_updated = now
+        self.backlog.report(force=every_s == 0.0)  # the workers' own figures, for the UI
         lag = stream_lag(self.r, self.line)
         if lag is not None:
             STREAM_LAG.labels(line=self.line).set(lag)
 
     # -- one entry --------------------------------------------------------------------------
+    def _inspect(self, frame: Frame) -> InspectionResult:
+        """Inspect ``frame``, unless it waited longer than the recipe allows: then it is
+        logged ``UNKNOWN`` without inspection and counted (:mod:`inference.backlog`)."""
+        if self.backlog.too_old(frame):
+            self.inspector.timings = {}  # nothing ran for this frame
+            return self.backlog.not_inspected(frame, self.inspector.recipe.name)
+        return self.inspector.inspect_frame(frame)
+
     def _drop(self, entry_id: bytes, why: str) -> None:
         log.error("dropping stream entry %s of %s: %s", entry_id, self.key, why)
         self._ack(entry_id)
@@ -355,7 +368,7 @@ class _Worker:
             return
         stages.add("decode", time.perf_counter() - t0)
         try:
-            result = self.inspector.inspect_frame(frame)
+            result = self._inspect(frame)
         except Exception:
             log.exception("frame %s of %s could not be inspected", frame.frame_id, self.line)
             self.stats.errors += 1
@@ -409,7 +422,9 @@ class _Worker:
 
     def _publish(self, result: InspectionResult) -> None:
         record = verdict_record(result, self.stale_after_ms)
+        record.update(self.backlog.record_fields())  # overloaded? (inference.backlog)
         done = publish_result(self.r, result.line_id, record, self.settings.results_maxlen)
+        self.backlog.published(result)
         if not done.latest:
             log.info("frame %s: a newer verdict is published, kept it", result.frame_id)
 
@@ -469,6 +484,7 @@ def run_inference(
         block_ms=block_ms,
         count=count,
         stale_after_ms=recipe.stale_after_ms,
+        max_backlog_ms=recipe.max_backlog_ms,
         stages=stages,
     )
     return worker.run()
