@@ -2,8 +2,9 @@
 
 * ``GET /`` serves ``static/index.html``; ``/ui/static/*`` the script and style sheet
   (plain HTML/JS/CSS, no build step; mounted by :func:`api.app.create_app`).
-* ``GET /api/v1/stats/lines`` - line status: the PLC answer (Redis) plus the camera's frame
-  rate, the log's inspection rate over the last minute and the last NG (database).
+* ``GET /api/v1/stats/lines`` - line status: the PLC answer (Redis), the lamp, the camera's
+  frame rate, the inference workers' own inspected/s, skipped frames and backlog (Redis,
+  :mod:`core.load`) and the last NG (database).
 * ``GET /api/v1/stats/facets`` - line ids and defect classes for the filter choices.
 * ``GET /api/v1/stats/defects`` - defects per class and time bucket; ``GET
   /api/v1/stats/ng-rate`` - verdict counts and NG rate per line.
@@ -13,7 +14,7 @@ The UI also uses the defect log's CSV export and neighbours (:mod:`api.routes.in
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,11 +26,10 @@ from api.deps import ServicesDep
 from api.errors import ApiError
 from api.services import API
 from core.bus import camera_status, known_lines
+from core.load import line_load
 from storage.aggregates import MAX_BUCKETS, default_window
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-#: Window of the "inspections per second" figure of the line status.
-RATE_WINDOW_S = 60
 
 router = APIRouter()
 stats_router = APIRouter(prefix=f"{API}/stats", tags=["QA UI"])
@@ -44,10 +44,25 @@ def ui_page() -> FileResponse:
     return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
 
+def lamp(answer: dict[str, Any], overloaded: bool) -> str:
+    """The UI lamp of a line: ``OK``/``NG`` (a live verdict), ``camera_down``,
+    ``overloaded`` (frames skipped: the PLC's reason, or the workers' load report),
+    ``stale`` (no fresh verdict), ``no_verdict`` or ``unknown``."""
+    reason = answer.get("reason")
+    if reason == "camera_disconnected":
+        return "camera_down"
+    if reason == "overloaded" or (overloaded and reason is not None):
+        return "overloaded"
+    if reason is None:
+        return str(answer.get("verdict"))
+    return {"stale": "stale", "no_verdict_yet": "no_verdict"}.get(str(reason), "unknown")
+
+
 @stats_router.get("/lines")
 def line_status(svc: ServicesDep) -> dict[str, Any]:
-    """Per line: PLC verdict and its age, camera connected, camera frames/s, logged
-    inspections/s over the last minute, and the last NG."""
+    """Per line: the PLC answer and its age, the lamp (:func:`lamp`), camera connected and
+    frames/s, the inference workers' own figures (inspected/s, frames skipped, backlog,
+    overloaded; :mod:`core.load`) and the last NG."""
     try:
         ids = known_lines(svc.redis)
     except redis.RedisError as exc:
@@ -59,21 +74,26 @@ def line_status(svc: ServicesDep) -> dict[str, Any]:
         try:
             v = svc.line_verdict(line)
             cam = camera_status(svc.redis, line)
+            work = line_load(svc.redis, line)
         except Exception:  # noqa: BLE001 - one broken line must not hide the others
             continue
         cam_stats = (cam.info.get("stats") or {}) if cam is not None else {}
-        logged = stats.logged_count(line, now - timedelta(seconds=RATE_WINDOW_S))
         items.append({
             "line_id": line, "verdict": v.get("verdict"), "code": v.get("code"),
             "reason": v.get("reason"), "last_verdict": v.get("last_verdict"),
+            "lamp": lamp(v, work is not None and work.overloaded),
             "age_ms": v.get("age_ms"), "camera_connected": bool(v.get("camera_connected")),
             "inspection_id": v.get("inspection_id"), "captured_at": v.get("captured_at"),
             "camera_fps": cam_stats.get("fps"),
-            "inspections_per_s": round(logged / RATE_WINDOW_S, 3),
+            # the workers' own counter (None: no worker reports for this line)
+            "inspections_per_s": work.inspected_per_s if work else None,
+            "skipped": work.skipped if work else None,
+            "backlog_ms": work.backlog_ms if work else None,
+            "max_backlog_ms": work.max_backlog_ms if work else None,
+            "overloaded": bool(work and work.overloaded),
             "last_ng": stats.last_ng(line),
         })
-    return {"lines": items, "now": now.isoformat().replace("+00:00", "Z"),
-            "rate_window_s": RATE_WINDOW_S}
+    return {"lines": items, "now": now.isoformat().replace("+00:00", "Z")}
 
 
 @stats_router.get("/facets")

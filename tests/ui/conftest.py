@@ -11,6 +11,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from api.app import create_app  # noqa: E402
+from core import load  # noqa: E402
 from core.bus import line_keys, publish_verdict, set_camera_status  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from tests.api.api_helpers import fake_factory  # noqa: E402
@@ -62,18 +64,24 @@ class Live:
     seeded: Seeded
     line_a: str
     line_b: str
+    #: camera alive, verdict older than its stale_after_ms (not in the log)
+    line_stale: str
+    #: camera alive, fresh verdict, the worker skips frames (not in the log)
+    line_overloaded: str
 
 
 @pytest.fixture(scope="session")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    """The service on a free port, seeded; line A's camera heartbeats (29.9 fps), line B's
-    camera is disconnected."""
+    """The service on a free port, seeded; line A's camera heartbeats (29.9 fps) and its
+    worker reports 2.5 inspected/s, line B's camera is disconnected; two more lines (not in
+    the log) show the stale and the overloaded lamp."""
     tmp = tmp_path_factory.mktemp("ui-service")
     recipes = tmp / "recipes"
     recipes.mkdir()
     (recipes / "ui-recipe.yaml").write_text(RECIPE_YAML)
     tag = uuid.uuid4().hex[:8]
     line_a, line_b = f"ui-{tag}-a", f"ui-{tag}-b"
+    line_stale, line_over = f"ui-{tag}-stale", f"ui-{tag}-overloaded"
     settings = Settings(
         redis_url=_redis_url(), database_url=f"sqlite:///{tmp / 'ui.db'}", data_dir=tmp,
         image_store_dir=tmp / "images", recipes_dir=recipes, recipe="ui-recipe",
@@ -94,12 +102,24 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         body["captured_at"] = utc_now().isoformat()  # fresh for the lamp
         body["stale_after_ms"] = STALE_AFTER_MS  # as the worker writes the recipe's
         publish_verdict(r, line, body)
+    publish_verdict(r, line_stale, {**body, "line_id": line_stale, "stale_after_ms": 1000,
+                                    "captured_at": (utc_now() - timedelta(minutes=2)).isoformat()})
+    publish_verdict(r, line_over, {**body, "line_id": line_over, "overloaded": True,
+                                   "max_backlog_ms": 5000, "backlog_ms": 7300.0,
+                                   "captured_at": utc_now().isoformat()})
     stop = threading.Event()
 
     def heartbeat() -> None:
         while not stop.is_set():
-            set_camera_status(r, line_a, True, {"stats": {"fps": 29.9, "grabbed": 1000}})
+            now = utc_now().timestamp()
+            for line in (line_a, line_stale, line_over):
+                set_camera_status(r, line, True, {"stats": {"fps": 29.9, "grabbed": 1000}})
             set_camera_status(r, line_b, False, {"stats": {"fps": 0.0}})
+            load.report(r, line_a, "w1", load.LoadReport(
+                inspected_per_s=2.5, inspected=900, max_backlog_ms=5000, backlog_ms=180.0, t=now))
+            load.report(r, line_over, "w1", load.LoadReport(
+                inspected_per_s=0.9, inspected=300, skipped=42, backlog_ms=7300.0,
+                overloaded=True, max_backlog_ms=5000, t=now))
             stop.wait(0.5)
 
     hb = threading.Thread(target=heartbeat, name="ui-heartbeat", daemon=True)
@@ -107,14 +127,14 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     server = LiveServer(app)
     server.start()
     try:
-        yield Live(server.url, settings, services, seeded, line_a, line_b)
+        yield Live(server.url, settings, services, seeded, line_a, line_b, line_stale, line_over)
     finally:
         stop.set()
         hb.join(timeout=5)
         server.stop()
         try:
-            for line in (line_a, line_b):
-                r.delete(*line_keys(line))
+            for line in (line_a, line_b, line_stale, line_over):
+                r.delete(*line_keys(line), load.load_key(line))
                 r.srem("lines", line)
         except redis.RedisError:
             pass

@@ -79,15 +79,18 @@ def page(browser: Any, live: Live) -> Any:
 def test_page_loads_with_line_status_and_log(page: Any, live: Live) -> None:
     a = _wait(page, lambda d: _card(d, live.line_a), "line A card missing")
     b = _wait(page, lambda d: _card(d, live.line_b), "line B card missing")
-    # line A: newest seeded row of A (k=88) is OK; camera alive, 29.9 fps, last NG linked
-    assert a["verdict"] == "OK" and "OK" in a["lamp"]
+    # line A: newest seeded row of A (k=88) is OK; camera alive, 29.9 fps, the worker's own
+    # 2.5 inspected/s (not the log's capture times), last NG linked
+    assert a["verdict"] == "OK" and "lamp-OK" in a["lamp"]
     assert "camera connected" in a["text"] and "29.9 frames/s" in a["text"]
+    assert "2.5 inspected/s" in a["text"] and "not inspected" not in a["text"]
     assert "verdict age" in a["text"]
     last_ng = max(live.seeded.where(line_id=live.line_a, verdict="NG"))
     assert a["href"].endswith(f"#/inspections/{last_ng}")
-    # line B: camera disconnected -> the fail-safe UNKNOWN lamp
-    assert b["verdict"] == "UNKNOWN" and "UNKNOWN" in b["lamp"]
-    assert "DISCONNECTED" in b["text"] and "camera_disconnected" in b["text"]
+    # line B: camera disconnected -> the fail-safe UNKNOWN, lamp "camera down"
+    assert b["verdict"] == "UNKNOWN" and "lamp-camera_down" in b["lamp"]
+    assert "CAMERA DOWN" in b["text"] and "camera_disconnected" in b["text"]
+    assert "inference not reporting" in b["text"]
     newest = sorted(live.seeded.ids, reverse=True)
     _wait_rows(page, _api_ids(live))
     assert len(_row_ids(page)) == 50
@@ -163,7 +166,13 @@ def test_detail_shows_overlay_and_keyboard_walks_ng(page: Any, live: Live) -> No
     assert _overlay_differs(live, target)
     row = next(r for r in live.seeded.rows if r["id"] == target)
     defect_rows = page.find_elements(By.CSS_SELECTOR, "#defects-table tbody tr")
-    assert len(defect_rows) == 1 and defect_rows[0].text.startswith(row["classes"][0])
+    assert len(defect_rows) == 1 and defect_rows[0].text.startswith(f"1 {row['classes'][0]}")
+    # one record for the region; the other model's opinion is shown as evidence
+    evidence = defect_rows[0].find_element(By.CSS_SELECTOR, "td.evidence").text
+    assert evidence == f"alexnet_svm: defect → {row['classes'][0]} 0.61"
+    # the box column does not wrap
+    box = defect_rows[0].find_element(By.CSS_SELECTOR, "td.box")
+    assert page.execute_script("return getComputedStyle(arguments[0]).whiteSpace", box) == "nowrap"
     models = page.find_element(By.ID, "models-list").text
     assert "fake 0.0.1" in models and "alexnet_svm 1.2.0" in models
     _shot(page, "03-detail-overlay")
@@ -260,3 +269,44 @@ def test_charts_draw_defects_and_ng_rate(page: Any, live: Live) -> None:
         k = len(live.seeded.where(line_id=line, verdict="NG"))
         assert f"{100 * k / n:.1f} % ({k}/{n})" in texts
     _shot(page, "06-charts")
+
+
+def test_lamps_tell_stale_overloaded_and_camera_down(page: Any, live: Live) -> None:
+    stale = _wait(page, lambda d: _card(d, live.line_stale), "stale line card")
+    over = _wait(page, lambda d: _card(d, live.line_overloaded), "overloaded line card")
+    down = _wait(page, lambda d: _card(d, live.line_b), "camera-down line card")
+    assert "lamp-stale" in stale["lamp"] and "STALE" in stale["text"]
+    assert "(stale)" in stale["text"]
+    # overloaded: the PLC hears UNKNOWN/overloaded, the lamp is red and says why
+    assert over["verdict"] == "UNKNOWN" and "lamp-overloaded" in over["lamp"]
+    assert "OVERLOADED" in over["text"] and "(overloaded)" in over["text"]
+    assert "42 not inspected (backlog)" in over["text"] and "backlog 7.3 s" in over["text"]
+    assert "lamp-camera_down" in down["lamp"]
+    colours = page.execute_script(
+        "return Object.fromEntries([...document.querySelectorAll('.line-card')].map(c =>"
+        " [c.dataset.lamp, getComputedStyle(c.querySelector('.lamp')).backgroundColor]));")
+    assert colours["overloaded"] == "rgb(208, 49, 45)"  # red, like NG
+    assert len({colours[k] for k in ("OK", "stale", "overloaded", "camera_down")}) == 4
+    # the log table never wraps ids, times or line names
+    _wait(page, lambda d: len(_row_ids(d)) == 50, "rows")
+    heights = page.execute_script(
+        "return [...document.querySelectorAll('#log-table tbody tr')].map(r => r.offsetHeight);")
+    assert max(heights) < 1.6 * min(heights), heights  # one line of text per row
+    _shot(page, "00-line-lamps")
+
+
+def test_api_docs_are_served_offline(browser: Any, live: Live) -> None:
+    """/docs renders from the package's own assets and fetches nothing from elsewhere."""
+    browser.get(f"{live.url}/docs")
+    _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".swagger-ui .info .title"),
+          "/docs did not render")
+    _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".opblock-summary-path"),
+          "/docs lists no operation")
+    assert "lineinspect" in browser.find_element(By.CSS_SELECTOR, ".info .title").text
+    paths = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")]
+    assert "/api/v1/lines/{line_id}/verdict" in paths
+    origins = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => new URL(e.name).origin);")
+    assert set(origins) <= {live.url}, origins
+    assert httpx.get(f"{live.url}/redoc").status_code == 404
+    _shot(browser, "07-api-docs")

@@ -174,3 +174,17 @@ def test_bad_input_is_a_json_4xx(live: Live, path: str, params: dict, status: in
     assert resp.status_code == status, resp.text
     body = resp.json()
     assert body["error"] in ("validation_error", "not_found") and body["detail"]
+
+
+def test_lamp_tells_the_reasons_apart() -> None:
+    """The line-status lamp: a live verdict, camera down, overloaded, stale, no verdict."""
+    from api.ui.routes import lamp
+
+    assert lamp({"verdict": "NG", "reason": None}, overloaded=False) == "NG"
+    assert lamp({"verdict": "OK", "reason": None}, overloaded=True) == "OK"  # fresh anyway
+    assert lamp({"verdict": "UNKNOWN", "reason": "camera_disconnected"}, True) == "camera_down"
+    assert lamp({"verdict": "UNKNOWN", "reason": "overloaded"}, False) == "overloaded"
+    assert lamp({"verdict": "UNKNOWN", "reason": "stale"}, True) == "overloaded"
+    assert lamp({"verdict": "UNKNOWN", "reason": "stale"}, False) == "stale"
+    assert lamp({"verdict": "UNKNOWN", "reason": "no_verdict_yet"}, False) == "no_verdict"
+    assert lamp({"verdict": "UNKNOWN", "reason": "invalid_record"}, False) == "unknown"

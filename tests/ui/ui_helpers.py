@@ -81,8 +81,15 @@ def seed_log(services: Any, lines: list[str], n: int, now: datetime) -> Seeded:
         image = mask = None
         if ng:
             image, mask, bbox = frame_and_mask(k, CLASSES.index(cls))
-            defects = [Defect(cls=cls, score=0.5 + (k % 50) / 100, bbox=bbox, area_px=600,
-                              model="fake")]
+            score = 0.5 + (k % 50) / 100
+            evidence = [  # one region, two models' opinions (inference.merge)
+                {"model": "fake", "class": cls, "mapped": cls, "score": score,
+                 "bbox": list(bbox)},
+                {"model": "alexnet_svm", "class": "defect", "mapped": cls, "score": 0.61,
+                 "bbox": list(bbox)},
+            ]
+            defects = [Defect(cls=cls, score=score, bbox=bbox, area_px=600, model="fake",
+                              evidence=evidence)]
         result = InspectionResult(
             line_id=line, frame_id=1000 + k, captured_at=captured, verdict="NG" if ng else "OK",
             defects=defects, models={"fake": "0.0.1", "alexnet_svm": "1.2.0"}, latency_ms=12.5,

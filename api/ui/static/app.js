@@ -92,6 +92,17 @@ function initAuth() {
 }
 
 /* -- line status --------------------------------------------------------------------------- */
+// What each lamp means (the API's `lamp`: api/ui/routes.py).
+const LAMPS = {
+  OK: { text: "OK", help: "live verdict OK" },
+  NG: { text: "NG", help: "live verdict NG" },
+  overloaded: { text: "OVERLOADED", help: "frames wait longer than the recipe allows and are not inspected" },
+  stale: { text: "STALE", help: "no verdict younger than the recipe's stale_after_ms" },
+  camera_down: { text: "CAMERA DOWN", help: "camera disconnected or acquisition not reporting" },
+  no_verdict: { text: "NO VERDICT", help: "no frame inspected yet" },
+  unknown: { text: "UNKNOWN", help: "verdict unknown" },
+};
+
 async function refreshLines() {
   const box = $("#lines");
   try {
@@ -104,16 +115,23 @@ async function refreshLines() {
       const lastNg = l.last_ng
         ? el("a", { href: `#/inspections/${l.last_ng.inspection_id}` }, fmtTime(l.last_ng.captured_at))
         : "none";
-      const fps = l.camera_fps === null || l.camera_fps === undefined ? "–" : Number(l.camera_fps).toFixed(1);
-      return el("div", { class: "line-card", "data-line": l.line_id, "data-verdict": l.verdict },
-        el("div", { class: `lamp ${l.verdict}`, title: l.reason || l.verdict, role: "img",
-                    "aria-label": `verdict ${l.verdict}` }),
-        el("h3", {}, l.line_id, " ", el("span", { class: `badge ${l.verdict}` }, l.verdict)),
+      const num = (v, digits) => (v === null || v === undefined ? "–" : Number(v).toFixed(digits));
+      const lamp = LAMPS[l.lamp] || LAMPS.unknown;
+      const load = l.inspections_per_s === null || l.inspections_per_s === undefined ? null
+        : el("span", { class: "load" }, ` · ${num(l.inspections_per_s, 1)} inspected/s`,
+             l.skipped ? ` · ${l.skipped} not inspected (backlog)` : "",
+             l.backlog_ms ? ` · backlog ${fmtAge(l.backlog_ms)}` : "");
+      return el("div", { class: "line-card", "data-line": l.line_id, "data-verdict": l.verdict,
+                         "data-lamp": l.lamp },
+        el("div", { class: `lamp lamp-${l.lamp} ${l.verdict}`, title: lamp.help, role: "img",
+                    "aria-label": `${lamp.text}: ${lamp.help}` }),
+        el("h3", {}, l.line_id, " ", el("span", { class: `badge ${l.verdict}` }, l.verdict),
+           l.lamp === l.verdict ? "" : el("span", { class: `state state-${l.lamp}` }, " ", lamp.text)),
         el("span", { class: "age" }, `verdict age ${fmtAge(l.age_ms)}`, l.reason ? ` (${l.reason})` : ""),
         el("div", { class: "facts" },
           el("span", { class: "camera" }, `camera ${l.camera_connected ? "connected" : "DISCONNECTED"}`),
-          ` · ${fps} frames/s · ${Number(l.inspections_per_s).toFixed(1)} inspected/s · last NG `,
-          lastNg));
+          ` · ${num(l.camera_fps, 1)} frames/s`, load || " · inference not reporting",
+          " · last NG ", lastNg));
     }));
   } catch (err) {
     box.replaceChildren(el("p", { class: "error" }, `Line status unavailable: ${err.message}`));
@@ -185,7 +203,8 @@ async function loadLog() {
       return el("tr", { "data-id": it.inspection_id, class: it.reviewed ? "reviewed" : null,
                         onclick: () => { location.hash = `#/inspections/${it.inspection_id}`; } },
         el("td", {}, it.inspection_id), el("td", {}, fmtTime(it.captured_at)), el("td", {}, it.line_id),
-        el("td", {}, it.frame_id), el("td", {}, el("span", { class: `badge ${it.verdict}` }, it.verdict)),
+        el("td", {}, it.frame_id), el("td", {}, el("span", { class: `badge ${it.verdict}`,
+          title: it.verdict === "UNKNOWN" ? "not inspected: waited longer than the recipe's max_backlog_ms" : null }, it.verdict)),
         el("td", { class: "classes" }, classes), el("td", {}, maxScore), el("td", { class: "review" }, reviewCell(it)));
     }));
     if (!body.items.length) {
@@ -225,9 +244,10 @@ function renderDetail(it) {
     ["Latency", `${it.latency_ms} ms`], ["Recipe", it.recipe || "–"], ["Size", `${it.width} × ${it.height}`],
     ["Brightness", it.brightness]];
   $("#detail-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
-  $("#defects-table tbody").replaceChildren(...(it.defects.length ? it.defects.map((d) => el("tr", {},
-    el("td", {}, d.class), el("td", {}, d.score.toFixed(3)), el("td", {}, `[${d.bbox.join(", ")}]`),
-    el("td", {}, d.area_px), el("td", {}, d.model))) : [el("tr", {}, el("td", { colspan: 5, class: "muted" }, "no defects"))]));
+  $("#defects-table tbody").replaceChildren(...(it.defects.length ? it.defects.map((d, i) => el("tr", {},
+    el("td", { class: "num" }, i + 1), el("td", {}, d.class), el("td", {}, d.score.toFixed(3)),
+    el("td", { class: "box" }, `[${d.bbox.join(", ")}]`), el("td", {}, d.area_px), el("td", {}, d.model),
+    el("td", { class: "evidence" }, evidenceText(d)))) : [el("tr", {}, el("td", { colspan: 7, class: "muted" }, "no defects"))]));
   const models = Object.entries(it.models || {});
   $("#models-list").replaceChildren(...(models.length ? models.map(([m, v]) => el("li", {}, `${m} ${v}`)) : [el("li", { class: "muted" }, "–")]));
   const reviews = it.reviews || [];
@@ -242,6 +262,12 @@ function renderDetail(it) {
   $("#rv-false-reject").disabled = it.verdict !== "NG";
   $("#rv-classes").value = [...new Set(it.defects.map((d) => d.class))].join(", ");
   showImage();
+}
+
+function evidenceText(d) {  // the other models' opinions of the same region
+  const others = (d.evidence || []).filter((e) => !(e.model === d.model && e.mapped === d.class && e.score === Number(d.score.toFixed(4))));
+  if (!others.length) return "–";
+  return others.map((e) => `${e.model}: ${e.class}${e.mapped !== e.class ? ` → ${e.mapped}` : ""} ${e.score.toFixed(2)}`).join(" · ");
 }
 
 async function loadDetail(id) {
