@@ -203,3 +203,7 @@ class Review(Base):
         CheckConstraint("action IN ('confirm', 'correct', 'false_reject')", name="action"),
         CheckConstraint("verdict IS NULL OR verdict IN ('OK', 'NG', 'UNKNOWN')", name="verdict"),
     )
+
+
+# Tables of other storage modules hang on the same Base (one metadata, one migration chain).
+from storage import shadow as _shadow  # noqa: E402,F401
