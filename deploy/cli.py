@@ -466,6 +466,51 @@ def bench_profile(
     console.print(f"wrote {json_out}")
 
 
+@app.command("replay")
+def replay_cmd(
+    recipe: str = typer.Option(..., help="candidate recipe (name or YAML path)"),
+    out: Path = typer.Option(Path("replay-report"), file_okay=False, help="report folder"),
+    line: str = typer.Option("", help="only this line"),
+    since: str = typer.Option("", help="captured at or after (ISO-8601, naive = UTC)"),
+    until: str = typer.Option("", help="captured before (ISO-8601, naive = UTC)"),
+    reviewed: bool = typer.Option(False, help="every QA-reviewed inspection"),
+    limit: int = typer.Option(10_000, min=1, help="most inspections replayed"),
+) -> None:
+    """Re-inspect retained frames with a candidate recipe; write report.json + report.html."""
+    from datetime import datetime
+
+    from core.recipe import load_recipe
+    from deploy.replay import ReplayQuery, write_report
+    from deploy.replay import replay as do_replay
+    from storage.db import get_engine
+    from storage.images import ImageStore
+    from storage.repository import InspectionRepository
+
+    try:
+        t0 = datetime.fromisoformat(since) if since else None
+        t1 = datetime.fromisoformat(until) if until else None
+    except ValueError as exc:
+        _fail(f"bad --since/--until: {exc}")
+    settings = _settings()
+    try:
+        candidate = load_recipe(recipe, settings)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    engine = get_engine(settings)
+    try:
+        report = do_replay(
+            InspectionRepository(engine), ImageStore.from_settings(settings), candidate,
+            ReplayQuery(line or None, t0, t1, reviewed, limit), settings,
+        )
+    finally:
+        engine.dispose()
+    js, page = write_report(report, out)
+    console.print(
+        f"{report['replayed']} frames replayed ({len(report['skipped'])} skipped: image gone), "
+        f"{len(report['flipped'])} flip; wrote {js} and {page}"
+    )
+
+
 def main() -> None:
     """Entry point used by ``python -m deploy.cli``."""
     app(sys.argv[1:])
