@@ -98,6 +98,11 @@ class Settings(BaseSettings):
     #: core, at most one per GiB of available memory: ``deploy.workers.plan_workers``), each
     #: with ``cores // workers`` intra-op threads unless ``ort_threads`` is set.
     inference_workers: int = 0
+    #: TensorRT provider: let it run layers in fp16 (only where ``lineinspect bench gpu``
+    #: accepted fp16 for the recipe's models) and where it caches built engines
+    #: (None = ``data_dir/trt-cache``).
+    trt_fp16: bool = False
+    trt_cache_dir: Path | None = None
     #: Result ids kept per line in the result sequence (``GET .../results?after=``, the PLC
     #: handshakes); a PLC whose cursor falls further behind sees them as ``lost``.
     results_maxlen: int = 10000

@@ -433,6 +433,46 @@ def bench_pipeline(
     console.print(f"wrote {json_out}")
 
 
+@bench_app.command("gpu")
+def bench_gpu(
+    out: Path = typer.Option(Path("docs/perf/gpu"), help="folder of the JSON report"),
+    recipe: str = typer.Option("steel-strip", help="recipe of the 30 fps pipeline run"),
+    install: bool = typer.Option(True, help="install onnxruntime-gpu when CUDA is missing"),
+    wheels: Path = typer.Option(None, help="offline: folder with the GPU wheels"),
+    max_minutes: float = typer.Option(10.0, help="budget of the whole check"),
+    fps: float = typer.Option(30.0, help="camera rate of the pipeline run"),
+    seconds: float = typer.Option(60.0, help="measured seconds of the pipeline run"),
+    strict: bool = typer.Option(False, help="exit 3 when there is no GPU or it failed"),
+) -> None:
+    """The GPU check in one go: install onnxruntime-gpu, every zoo model on CUDA and TensorRT
+    (fp16 where accuracy holds), the recipe at 30 fps for 60 s; a JSON report to commit."""
+    from deploy.bench_gpu import run_gpu_check
+
+    settings = _settings()
+    with console.status("GPU check"):
+        report, path = run_gpu_check(
+            out, data_dir=settings.data_dir, recipe=recipe, do_install=install, wheels=wheels,
+            max_minutes=max_minutes, fps=fps, seconds=seconds,
+        )
+    status = report["status"]
+    if status != "measured":
+        console.print(f"[yellow]{status}:[/yellow] {report.get('message', '')}")
+    else:
+        for m in report["models"]:
+            cells = ", ".join(
+                f"{k}: {v.get('tiles_per_s_b32', '-')} tiles/s"
+                + (f" (fp16 {'ok' if v.get('fp16_accepted') else 'rejected'})"
+                   if "fp16_accepted" in v else "") + (" ERROR" if "error" in v else "")
+                for k, v in m["configs"].items()
+            )
+            console.print(f"{m['model']}: {cells}")
+        p = report["pipeline"]
+        console.print(f"pipeline {recipe} at {fps:g} fps: {p}")
+    console.print(f"wrote {path}")
+    if strict and status != "measured":
+        raise typer.Exit(3)
+
+
 @bench_app.command("profile")
 def bench_profile(
     model: Path = typer.Option(..., help="ONNX model (zoo file)"),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ from core.model_meta import ModelMeta, check_signature
 from core.preprocess import preprocess
 from core.settings import Settings
 from inference.backends import Backend, EngineChoice, open_backend
+from inference.backends.onnxruntime import resolve_providers, trt_options
 from inference.backends.probe import PROBE_BATCH
 
 
@@ -41,11 +42,13 @@ class OnnxModel:
         spinning: bool = False,
         name: str | None = None,
         probe_batch: int = PROBE_BATCH,
+        provider_options: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         """Load ``path`` on ``engine`` (:func:`inference.backends.open_backend`: ``auto``,
         ``onnxruntime`` or ``openvino``); ``providers``/``spinning`` for onnxruntime,
         ``threads`` = intra-op threads (0 = the engine's default); ``name`` labels metrics
-        (default: file stem); ``probe_batch``: tiles in the ``auto`` probe's batch.
+        (default: file stem); ``probe_batch``: tiles in the ``auto`` probe's batch;
+        ``provider_options``: onnxruntime options per provider (TensorRT's).
 
         Raises FileNotFoundError, :class:`core.model_meta.ModelMetadataError` (metadata or
         graph signature wrong) or :class:`inference.backends.BackendUnavailable`.
@@ -56,7 +59,7 @@ class OnnxModel:
         self.name = name or self.path.stem
         self.backend: Backend = open_backend(
             self.path, engine, providers=providers, threads=threads, spinning=spinning,
-            name=self.name, probe_batch=probe_batch,
+            name=self.name, probe_batch=probe_batch, provider_options=provider_options,
         )
         #: what ``engine: auto`` measured and chose (None when the engine was set)
         self.engine_choice: EngineChoice | None = getattr(self.backend, "choice", None)
@@ -162,7 +165,14 @@ def load_model(
     probe_batch: int = PROBE_BATCH,
 ) -> OnnxModel:
     """:class:`OnnxModel` with the engine, providers, threads and spinning of ``settings``
-    (``engine`` - a recipe's choice - overrides ``settings.engine``)."""
+    (``engine`` - a recipe's choice - overrides ``settings.engine``); with the TensorRT
+    provider, :func:`~inference.backends.onnxruntime.trt_options` of ``settings`` (fp16,
+    engine cache)."""
+    options = None
+    if "TensorrtExecutionProvider" in resolve_providers(settings.providers or None):
+        cache = settings.trt_cache_dir or settings.data_dir / "trt-cache"
+        options = {"TensorrtExecutionProvider": trt_options(
+            path, fp16=settings.trt_fp16, cache_dir=cache)}
     return OnnxModel(
         path,
         engine or settings.engine,
@@ -171,4 +181,5 @@ def load_model(
         spinning=settings.ort_spinning,
         name=name,
         probe_batch=probe_batch,
+        provider_options=options,
     )

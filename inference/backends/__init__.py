@@ -14,7 +14,7 @@ or ``LINEINSPECT_ENGINE`` (:class:`core.settings.Settings`):
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from inference.backends.base import Backend, BackendUnavailable
@@ -37,21 +37,25 @@ def open_backend(
     spinning: bool = False,
     name: str | None = None,
     probe_batch: int = PROBE_BATCH,
+    provider_options: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Backend:
     """Load ``path`` on ``engine`` (``auto``, ``onnxruntime`` or ``openvino``).
 
     ``providers``/``spinning`` apply to onnxruntime, ``threads`` to both; ``name`` labels
-    the log line of an ``auto`` choice, ``probe_batch`` is its probe's batch size. Raises
+    the log line of an ``auto`` choice, ``probe_batch`` is its probe's batch size;
+    ``provider_options``: onnxruntime options per provider (TensorRT's). Raises
     :class:`BackendUnavailable` when an explicitly requested engine cannot run the model.
     With ``auto`` the returned backend carries ``choice`` (:class:`EngineChoice`).
     """
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}: one of {ENGINES}")
     if engine == "auto":
-        return _auto(path, providers, threads, spinning, name or Path(path).stem, probe_batch)
+        return _auto(path, providers, threads, spinning, name or Path(path).stem, probe_batch,
+                     provider_options)
     if engine == "openvino":
         return _openvino(path, threads)
-    return OnnxRuntimeBackend(path, providers=providers, threads=threads, spinning=spinning)
+    return OnnxRuntimeBackend(path, providers=providers, threads=threads, spinning=spinning,
+                              provider_options=provider_options)
 
 
 def _auto(
@@ -61,6 +65,7 @@ def _auto(
     spinning: bool,
     label: str,
     probe_batch: int,
+    provider_options: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Backend:
     """``engine: auto``: probe (or reuse this process's probe of) every engine on the file."""
     resolved = tuple(resolve_providers(providers))
@@ -68,12 +73,12 @@ def _auto(
     choice = cached(key)
     if choice is not None:
         backend = open_backend(path, choice.engine, providers=providers, threads=threads,
-                               spinning=spinning)
+                               spinning=spinning, provider_options=provider_options)
         log.info("model %s: engine auto -> %s (probed earlier: %s)", label, choice.engine,
                  choice.reason)
     else:
         reference = OnnxRuntimeBackend(path, providers=providers, threads=threads,
-                                       spinning=spinning)
+                                       spinning=spinning, provider_options=provider_options)
         others: dict[str, Backend] = {}
         refused: dict[str, str] = {}
         try:

@@ -7,8 +7,9 @@ with :func:`session_options`, so they all run the graph as the service does.
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,48 @@ def session_options(threads: int = 0, spinning: bool = False) -> ort.SessionOpti
     return opts
 
 
+def trt_options(
+    path: str | Path,
+    *,
+    fp16: bool = False,
+    cache_dir: str | Path | None = None,
+    max_batch: int = 128,
+    opt_batch: int = 32,
+) -> dict[str, str]:
+    """TensorRT execution provider options for one ONNX file.
+
+    One optimisation profile over the batch dimension (1..``max_batch``, tuned for
+    ``opt_batch``; dynamic height/width fixed at the file's ``lineinspect.input_size``, the
+    size the service feeds): the service's batches are a frame's tiles, and gated models see a
+    different count on every frame, which would otherwise rebuild the engine per new batch
+    size. Engines are cached under ``cache_dir`` (built once per file, GPU and TensorRT
+    version); ``fp16`` lets TensorRT run layers in half precision (accept it per model only
+    where the scores hold: ``lineinspect bench gpu``).
+    """
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    inp = model.graph.input[0]
+    dims = [d.dim_value if d.dim_value > 0 else None for d in inp.type.tensor_type.shape.dim]
+    props = {p.key: p.value for p in model.metadata_props}
+    known = [int(props.get("lineinspect.channels", 1)),
+             *json.loads(props.get("lineinspect.input_size", "[1, 1]"))]
+    rest = "x".join(str(d or k) for d, k in zip(dims[1:], known, strict=False))
+
+    def shape(n: int) -> str:
+        return f"{inp.name}:{n}x{rest}"
+
+    opts = {"trt_fp16_enable": "True" if fp16 else "False"}
+    if None in dims:
+        opts |= {"trt_profile_min_shapes": shape(1), "trt_profile_opt_shapes": shape(opt_batch),
+                 "trt_profile_max_shapes": shape(max_batch)}
+    if cache_dir is not None:
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        opts |= {"trt_engine_cache_enable": "True", "trt_engine_cache_path": str(cache_dir),
+                 "trt_timing_cache_enable": "True", "trt_timing_cache_path": str(cache_dir)}
+    return opts
+
+
 def create_session(
     model: str | Path | bytes,
     *,
@@ -81,18 +124,24 @@ def create_session(
     threads: int = 0,
     spinning: bool = False,
     profile_prefix: str | None = None,
+    provider_options: Mapping[str, Mapping[str, str]] | None = None,
 ) -> ort.InferenceSession:
     """An onnxruntime session for an ONNX file (or serialized model bytes).
 
-    Options of :func:`session_options`, providers of :func:`resolve_providers`;
-    ``profile_prefix`` turns onnxruntime's profiler on (``end_profiling()`` writes the JSON).
+    Options of :func:`session_options`, providers of :func:`resolve_providers` with
+    ``provider_options`` per provider name (e.g. :func:`trt_options`); ``profile_prefix``
+    turns onnxruntime's profiler on (``end_profiling()`` writes the JSON).
     """
     opts = session_options(threads, spinning)
     if profile_prefix is not None:
         opts.enable_profiling = True
         opts.profile_file_prefix = profile_prefix
     source = model if isinstance(model, bytes) else str(model)
-    return ort.InferenceSession(source, sess_options=opts, providers=resolve_providers(providers))
+    chosen: list[Any] = []
+    for name in resolve_providers(providers):
+        extra = (provider_options or {}).get(name)
+        chosen.append((name, dict(extra)) if extra else name)
+    return ort.InferenceSession(source, sess_options=opts, providers=chosen)
 
 
 class OnnxRuntimeBackend:
@@ -106,11 +155,13 @@ class OnnxRuntimeBackend:
         providers: str | Sequence[str] | None = None,
         threads: int = 0,
         spinning: bool = False,
+        provider_options: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         """Load ``path`` with :func:`create_session` (sessions may run concurrently)."""
         self.path = Path(path)
         self.session = create_session(
-            self.path, providers=providers, threads=threads, spinning=spinning
+            self.path, providers=providers, threads=threads, spinning=spinning,
+            provider_options=provider_options,
         )
         self._input = self.session.get_inputs()[0]
         self._output = self.session.get_outputs()[0]
