@@ -25,6 +25,10 @@ Delivery guarantees (docs/CONTRACT.md), per stream entry, in this order:
    instead of leaving a logged frame that no PLC ever saw;
 7. metrics: verdicts, defects, grab-to-verdict, brightness, stream lag.
 
+Steps 3-7 of a frame run on the worker's writer thread (:class:`inference.writer.
+OrderedWriter`, one frame at a time, in stream order) while the next frame is inspected; the
+order above holds per frame, and an error there surfaces in the loop as before.
+
 Redis connection errors anywhere: back off (0.1 s doubling to 5 s) and retry; nothing
 uncommitted is ever acked. Any other error of the loop - a Redis that refuses commands
 (``MISCONF`` on a full disk, ``LOADING``, ``READONLY``, ``OOM``), a bug - is logged with its
@@ -73,6 +77,7 @@ from core.stages import StageTimer
 from core.supervise import LOOPS
 from inference.backlog import BacklogGuard
 from inference.pipeline import Inspector
+from inference.writer import OrderedWriter
 
 log = logging.getLogger(__name__)
 
@@ -193,11 +198,14 @@ class _Worker:
         self.loop_name = f"inference:{self.line}"
         self._beat_at = 0.0
         self._trouble: str | None = None
+        #: commits, acks and publishes on its own thread (the next frame's inference overlaps)
+        self.writer = OrderedWriter()
 
     # -- loop -------------------------------------------------------------------------------
     def done(self) -> bool:
         return self.stop.is_set() or (
-            self.max_frames is not None and self.stats.handled >= self.max_frames
+            self.max_frames is not None
+            and self.stats.handled + self.writer.in_flight >= self.max_frames
         )
 
     def run(self) -> InferenceStats:
@@ -211,6 +219,8 @@ class _Worker:
                     need_group = False
                 own_pending = self._step(own_pending)
                 self._update_lag()
+                if self.done():
+                    self.writer.drain()  # the last frames' commits (errors handled below)
                 self.backoff.reset()
             except _CommitError as exc:
                 trouble = f"database: {exc.__cause__ or exc}"
@@ -235,6 +245,7 @@ class _Worker:
                 delay = self.backoff.next()
                 log.info("inference %s: retry in %.1fs", self.line, delay)
                 self.stop.wait(delay)
+        self.writer.close()  # a stop leaves what is not committed pending, never acked
         try:
             self._update_lag(every_s=0.0)
             heartbeats.remove(self.r, self.line, self.consumer)
@@ -247,10 +258,11 @@ class _Worker:
         """Read (own pending, reclaimed, else new entries) and handle them; whether own
         pending entries may remain."""
         entries: list[tuple[bytes, dict[bytes, bytes] | None]] = []
+        busy = self.writer.keys()  # being committed: still pending, not to be read again
         if own_pending:  # our own unacked entries (restart with same name, DB retry)
-            entries = self._read("0")
+            entries = [e for e in self._read("0") if e[0] not in busy]
             own_pending = bool(entries)
-        entries += self._autoclaim()
+        entries += [e for e in self._autoclaim() if e[0] not in busy]
         if not entries:
             t_read = time.perf_counter()
             entries = self._read(">", block=True)
@@ -285,7 +297,8 @@ class _Worker:
     def _batch(self) -> int:
         if self.max_frames is None:
             return self.count
-        return max(1, min(self.count, self.max_frames - self.stats.handled))
+        left = self.max_frames - self.stats.handled - self.writer.in_flight
+        return max(1, min(self.count, left))
 
     def _read(self, start: str, block: bool = False) -> list:
         resp = self.r.xreadgroup(
@@ -378,7 +391,11 @@ class _Worker:
         stages.add_ms({k: v for k, v in timings.items() if k not in ("decode", "total")})
         stages.add("inspect_total", timings.get("total", 0.0) / 1000.0)
         result.latency_ms = (time.time() - frame.host_ts) * 1000.0
-        t0 = time.perf_counter()
+        self.writer.submit(entry_id, lambda: self._write(entry_id, result, frame))
+
+    def _write(self, entry_id: bytes, result: InspectionResult, frame: Frame) -> None:
+        """Commit, publish and ack one inspected frame (on the writer thread, in order)."""
+        stages, t0 = self.stages, time.perf_counter()
         created = self._commit(result, frame)
         t1 = time.perf_counter()
         self._publish(result)  # before XACK: a crash in between re-delivers, never loses it
