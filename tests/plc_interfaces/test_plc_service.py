@@ -24,13 +24,13 @@ def test_run_serves_the_enabled_interfaces_until_stopped(line: Line, tmp_path: P
     settings = Settings(redis_url=REDIS_URL, plc_lines=line.line_id, modbus_enabled=True,
                         modbus_port=free_port(), opcua_enabled=True, opcua_port=free_port(),
                         opcua_cert_dir=tmp_path / "pki")
-    line.publish("NG")
     stop = threading.Event()
     thread = threading.Thread(target=run, args=(settings, stop))
     thread.start()
     try:
         wait_listening(settings.modbus_port, 60, thread.is_alive)
         wait_listening(settings.opcua_port, 60, thread.is_alive)
+        line.publish("NG")  # the camera heartbeat is fresh when the PLC reads
         mb = ModbusTcpClient("127.0.0.1", port=settings.modbus_port)
         assert mb.connect()
         regs = mb.read_holding_registers(0, count=SIZE, device_id=1).registers
