@@ -25,10 +25,11 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 install: $(STAMP)
 install-dev: $(VENV)/.installed-dev
 
-# FPS: frame rate requested from the (emulated) camera; 30 = the acA1300-30gm's maximum.
-FPS ?= 30
+# FPS: frame rate requested from the (emulated) camera. Empty (the default): measured at
+# start-up, a rate this machine inspects (deploy/pace.py); 30 = the acA1300-30gm's maximum.
+FPS ?=
 run: $(STAMP)
-	LINEINSPECT_FRAME_RATE=$(FPS) $(BIN)/lineinspect run
+	$(if $(FPS),LINEINSPECT_FRAME_RATE=$(FPS) )$(BIN)/lineinspect run
 
 # The QA UI tests (tests/ui) drive Debian's chromium through chromium-driver; no browser
 # download is needed. Checked on every run (cheap), installed with apt when missing.

@@ -70,6 +70,11 @@ def run_all(settings: Settings) -> None:
     fatal = FatalExit()
     settings = prepare(settings, fatal)
     recipe = load_recipe(settings.recipe, settings)
+    inspector = None
+    if settings.frame_rate <= 0 and os.environ.get("PYLON_CAMEMU", "0") not in ("", "0"):
+        from deploy.pace import pace_emulated_camera  # the demo: a rate this machine keeps up
+
+        settings, recipe, inspector = pace_emulated_camera(settings, recipe)
     from api.app import create_app
     from deploy.wiring import run_acquisition_worker, run_inference_worker
 
@@ -80,7 +85,8 @@ def run_all(settings: Settings) -> None:
                          lambda: run_acquisition_worker(settings, recipe, stop), stop,
                          max_failures=MAX_FAILURES, on_fatal=fatal),
         start_supervised(f"inference:{line}",
-                         lambda: run_inference_worker(settings, recipe, stop), stop,
+                         lambda: run_inference_worker(settings, recipe, stop,
+                                                      inspector=inspector), stop,
                          max_failures=MAX_FAILURES, on_fatal=fatal),
     ]
     if settings.modbus_enabled or settings.opcua_enabled:  # docs/PLC.md

@@ -349,7 +349,6 @@ class _Worker:
         """Inspect ``frame``, unless it waited longer than the recipe allows: then it is
         logged ``UNKNOWN`` without inspection and counted (:mod:`inference.backlog`)."""
         if self.backlog.too_old(frame):
-            self.inspector.timings = {}  # nothing ran for this frame
             return self.backlog.not_inspected(frame, self.inspector.recipe.name)
         return self.inspector.inspect_frame(frame)
 
@@ -387,7 +386,7 @@ class _Worker:
             self.stats.errors += 1
             self._drop(entry_id, "inspection failed")
             return
-        timings = self.inspector.timings
+        timings = self.inspector.timings if result.verdict != "UNKNOWN" else {}  # skipped
         stages.add_ms({k: v for k, v in timings.items() if k not in ("decode", "total")})
         stages.add("inspect_total", timings.get("total", 0.0) / 1000.0)
         result.latency_ms = (time.time() - frame.host_ts) * 1000.0
