@@ -317,7 +317,13 @@ def quantize(
     compare: bool = typer.Option(True, help="score fp32 and int8 on the validation split"),
 ) -> None:
     """INT8 static quantisation calibrated on training images (recipe: ``quantize: int8``)."""
-    from models.quantize import compare_on_split, int8_path, quantize_int8, write_facts
+    from models.quantize import (
+        acceptance,
+        compare_on_split,
+        int8_path,
+        quantize_int8,
+        write_facts,
+    )
 
     out = out or int8_path(model)
     try:
@@ -327,11 +333,16 @@ def quantize(
     if compare:
         try:
             facts["validation"] = compare_on_split(model, out, data, seed=seed)
+            facts["acceptance"] = acceptance(facts["validation"])
         except (FileNotFoundError, ValueError) as exc:
             facts["validation"] = {"error": str(exc)}
             console.print(f"[yellow]no validation comparison:[/yellow] {exc}")
     write_facts(facts, out)
     console.print_json(json.dumps(facts, default=str))
+    verdict = facts.get("acceptance")
+    if verdict is not None:
+        word = "[green]accepted[/green]" if verdict["accepted"] else "[red]rejected[/red]"
+        console.print(f"{out.name}: {word}: {verdict['why']}")
 
 
 def _int_list(text: str) -> list[int]:

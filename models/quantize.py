@@ -168,6 +168,29 @@ def compare_on_split(
     }
 
 
+#: An INT8 file is accepted when its validation figure is at most this much below fp32's
+#: (0.005 = half a percentage point of accuracy or mIoU).
+MAX_DROP = 0.005
+#: The figure that decides, in order of preference (the first the comparison has).
+DECIDING = ("miou", "accuracy", "macro_f1")
+
+
+def acceptance(validation: dict[str, Any], max_drop: float = MAX_DROP) -> dict[str, Any]:
+    """Accept or reject an INT8 file on :func:`compare_on_split`'s figures: the first of
+    :data:`DECIDING` it has may drop at most ``max_drop`` below fp32."""
+    metric = next((k for k in DECIDING if k in validation), None)
+    if metric is None:
+        return {"accepted": False, "why": "no validation figure to decide on"}
+    fp32, int8 = validation[metric]["fp32"], validation[metric]["int8"]
+    ok = int8 >= fp32 - max_drop
+    return {
+        "accepted": bool(ok), "metric": metric, "fp32": fp32, "int8": int8,
+        "points": round(100.0 * (int8 - fp32), 2),
+        "why": f"{metric} {fp32:.4f} -> {int8:.4f} ({100 * (int8 - fp32):+.2f} points; "
+               f"{'within' if ok else 'more than'} {100 * max_drop:.1f} points of fp32)",
+    }
+
+
 def write_facts(facts: dict[str, Any], out: Path) -> Path:
     """``<out>.json`` beside the quantised file."""
     path = out.with_suffix(".json")

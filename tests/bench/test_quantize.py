@@ -85,3 +85,15 @@ def test_quantize_cli_writes_model_and_validation_comparison(
     val = facts["validation"]
     assert val["split"] == "val" and val["images"] > 0
     assert set(val["accuracy"]) == {"fp32", "int8", "change"}
+
+
+def test_int8_is_accepted_only_within_half_a_point_of_fp32() -> None:
+    from models.quantize import acceptance
+
+    seg = acceptance({"miou": {"fp32": 0.8118, "int8": 0.8070}, "pixel_accuracy": {
+        "fp32": 0.97, "int8": 0.90}})
+    assert seg["accepted"] and seg["metric"] == "miou" and seg["points"] == -0.48
+    cls = acceptance({"accuracy": {"fp32": 0.923, "int8": 0.636},
+                      "macro_f1": {"fp32": 0.91, "int8": 0.91}})
+    assert not cls["accepted"] and cls["metric"] == "accuracy" and "more than" in cls["why"]
+    assert not acceptance({"split": "val"})["accepted"]
