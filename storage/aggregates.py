@@ -188,7 +188,9 @@ class LogAggregates:
 
     def verdicts_per_line(self, since: datetime, until: datetime) -> list[dict[str, Any]]:
         """Per line in ``[since, until)``: ``total``, ``ok``, ``ng``, ``unknown`` and
-        ``ng_rate`` (NG / total)."""
+        ``inspected`` (OK + NG) and ``ng_rate`` (NG / inspected: frames logged ``UNKNOWN``
+        were not inspected - backlog, ``inference.backlog`` - and say nothing of the
+        product)."""
         stmt = (
             select(InspectionRow.line_id, InspectionRow.verdict, func.count())
             .where(*LogFilter(since=since, until=until).clauses())
@@ -205,7 +207,10 @@ class LogAggregates:
         out = []
         for line in sorted(per):
             item = per[line]
-            item["ng_rate"] = round(item["ng"] / item["total"], 6) if item["total"] else 0.0
+            item["inspected"] = item["ok"] + item["ng"]
+            item["ng_rate"] = (
+                round(item["ng"] / item["inspected"], 6) if item["inspected"] else 0.0
+            )
             out.append(item)
         return out
 

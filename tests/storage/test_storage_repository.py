@@ -223,3 +223,16 @@ def test_delete_before(repo: InspectionRepository, make_result) -> None:
     new, _ = repo.save(make_result(frame_id=2, captured_at=T0 + timedelta(days=2)))
     assert repo.delete_before(T0 + timedelta(days=1)) == 1
     assert repo.get(old) is None and repo.get(new) is not None
+
+
+def test_ng_rate_is_over_inspected_frames(repo: InspectionRepository, make_result) -> None:
+    """Frames logged UNKNOWN were not inspected (backlog): they do not dilute the NG rate."""
+    from storage.aggregates import LogAggregates
+
+    verdicts = ["NG", "OK", "OK", "OK"] + ["UNKNOWN"] * 6
+    for i, v in enumerate(verdicts):
+        repo.save(make_result(frame_id=100 + i, captured_at=T0 + timedelta(seconds=i), verdict=v,
+                              classes=("pit",) if v == "NG" else ()))
+    [row] = LogAggregates(repo.engine).verdicts_per_line(T0, T0 + timedelta(minutes=1))
+    assert (row["total"], row["inspected"], row["ng"], row["unknown"]) == (10, 4, 1, 6)
+    assert row["ng_rate"] == 0.25

@@ -399,9 +399,9 @@ function drawNgRate(box, lines) {
     svg.append(svgEl("text", { x: L - 8, y: y + 15, "text-anchor": "end" }, l.line_id));
     svg.append(svgEl("rect", { x: L, y: y + 3, width: W - L - 160, height: 16, fill: "#eef0f4" }));
     const bar = svgEl("rect", { x: L, y: y + 3, width: Math.max(0, w), height: 16, fill: "#d0312d", "data-line": l.line_id });
-    bar.append(svgEl("title", {}, `${l.line_id}: ${l.ng} NG of ${l.total}`));
+    bar.append(svgEl("title", {}, `${l.line_id}: ${l.ng} NG of ${l.inspected} inspected (${l.unknown} not inspected)`));
     svg.append(bar);
-    svg.append(svgEl("text", { x: W - 150, y: y + 15, class: "ng-rate-label" }, `${(l.ng_rate * 100).toFixed(1)} % (${l.ng}/${l.total})`));
+    svg.append(svgEl("text", { x: W - 150, y: y + 15, class: "ng-rate-label" }, `${(l.ng_rate * 100).toFixed(1)} % (${l.ng}/${l.inspected})${l.unknown ? ` · ${l.unknown} not inspected` : ""}`));
   });
   box.replaceChildren(svg);
 }
