@@ -94,7 +94,7 @@ def create_app(
         version="0.1.0",
         description="Inline surface inspection: PLC verdicts, defect log, masks, metrics.",
         lifespan=_lifespan(svc, preload_models, retention_interval_s),
-        docs_url=None,  # api.docs serves /docs and /redoc from local assets (no CDN)
+        docs_url=None,  # api.docs serves /docs from local assets (no CDN)
         redoc_url=None,
     )
     app.state.services = svc
