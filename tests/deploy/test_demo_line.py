@@ -47,3 +47,24 @@ def test_one_record_per_defect_in_one_taxonomy(demo_results: list) -> None:
         for i, a in enumerate(boxes):  # no two records for one region
             assert not any(_near(a, b, recipe.merge_gap_px) for b in boxes[i + 1 :]), boxes
         assert len(r.defects) <= 4
+
+
+def test_overlay_of_the_demo_ng_frames_is_legible(demo_results: list) -> None:
+    """One box and one label per defect, no label on another; written to test-artifacts/ui
+    (overlay-<frame>.png) to be looked at."""
+    from api.overlay import _overlaps, encode_png, overlay_labels, render_overlay
+    from core.settings import REPO_ROOT
+
+    out_dir = REPO_ROOT / "test-artifacts" / "ui"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ng = [(name, r) for name, r in demo_results if r.verdict == "NG"]
+    assert ng
+    for name, r in ng:
+        image = cv2.imread(str(DEMO_FRAMES_DIR / f"{name}.png"), cv2.IMREAD_GRAYSCALE)
+        labels = overlay_labels(r.defects, r.width, r.height)
+        assert [t.split(" ")[1] for t, _ in labels] == [d.cls for d in r.defects]
+        rects = [rect for _, rect in labels]
+        for i, a in enumerate(rects):
+            assert not any(_overlaps(a, b) for b in rects[i + 1 :])
+        rgb = render_overlay(image, r.mask, r.defects, r.mask_classes)
+        (out_dir / f"overlay-{name}.png").write_bytes(encode_png(rgb))
