@@ -236,3 +236,26 @@ def test_ng_rate_is_over_inspected_frames(repo: InspectionRepository, make_resul
     [row] = LogAggregates(repo.engine).verdicts_per_line(T0, T0 + timedelta(minutes=1))
     assert (row["total"], row["inspected"], row["ng"], row["unknown"]) == (10, 4, 1, 6)
     assert row["ng_rate"] == 0.25
+
+
+def test_defect_evidence_roundtrip(repo: InspectionRepository, make_result) -> None:
+    """A merged defect keeps every model's detection of its region (migration 0003); a
+    defect without evidence reads back with an empty list.
+
+    (Re-written by the issue 17 session: an uncommitted first version of this test was lost
+    when that session restored this file from git.)
+    """
+    evidence = [
+        {"model": "seg", "class": "scratches", "mapped": "scratch", "score": 0.91,
+         "bbox": [10, 20, 30, 40]},
+        {"model": "cls", "class": "scratch", "mapped": "scratch", "score": 0.77,
+         "bbox": [0, 0, 224, 224]},
+    ]
+    result = make_result(frame_id=11, captured_at=T0, verdict="NG", classes=("scratch", "pit"))
+    result.defects[0].evidence = evidence
+    inspection_id, created = repo.save(result)
+    assert created
+    got = repo.get(inspection_id)
+    assert got is not None and [d.cls for d in got.defects] == ["scratch", "pit"]
+    assert got.defects[0].evidence == evidence
+    assert got.defects[1].evidence == []
