@@ -7,6 +7,7 @@ thresholds, the optional AlexNet-SVM screen (cascade) and the rule that makes a 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Literal
 
@@ -14,6 +15,22 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.settings import RECIPES_DIR, REPO_ROOT, Engine, Settings
+
+log = logging.getLogger(__name__)
+
+
+def _int8_of(int8: Path, fp32: Path) -> bool:
+    """Whether ``int8`` was quantised from ``fp32``: its artifact version is the fp32 one's
+    plus ``+int8`` (``lineinspect quantize`` writes it so); a replaced fp32 model makes the
+    old INT8 file stale."""
+    from core.model_meta import read_props
+
+    try:
+        v8 = read_props(int8).get("lineinspect.version", "")
+        v32 = read_props(fp32).get("lineinspect.version", "")
+    except Exception:  # noqa: BLE001 - unreadable: not the INT8 file of this model
+        return False
+    return bool(v32) and v8 == f"{v32}+int8"
 
 
 class _Strict(BaseModel):
@@ -111,6 +128,13 @@ class ModelSpec(_Strict):
                     f"model {self.name}: quantize: int8 needs {q}; make it with "
                     f"`lineinspect quantize --model {p} --data <training data>`"
                 )
+            if not _int8_of(q, p):
+                log.error(
+                    "model %s: %s was not quantised from this %s (versions differ): running "
+                    "the fp32 file; re-quantise with `lineinspect quantize --model %s`",
+                    self.name, q.name, p.name, p,
+                )
+                return p
             return q
         return p
 
