@@ -1,25 +1,54 @@
-"""Fixtures every test folder shares: the real Redis at 127.0.0.1:6379."""
+"""Fixtures every test folder shares: the real Redis at 127.0.0.1:6379 and a fresh schema on
+the real PostgreSQL at 127.0.0.1:5432. A missing server fails the test
+(:func:`tests.servers.missing`; ``LINEINSPECT_ALLOW_SKIP=1`` skips instead)."""
 
 from __future__ import annotations
 
+import sys
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
+from sqlalchemy import create_engine, text
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # ``tests.*`` helper modules, for this file and every test
+    sys.path.insert(0, str(ROOT))
+
+from tests.servers import PG_URL, REDIS_URL, missing, pg_unreachable  # noqa: E402
 
 
 @pytest.fixture()
 def redis_client() -> Iterator[redis.Redis]:
-    """The real Redis (skipped with a reason when it is not running)."""
+    """The real Redis (:func:`missing` when it is not running)."""
     r = redis.Redis.from_url(REDIS_URL, socket_timeout=5.0)
     try:
         r.ping()
     except redis.RedisError as exc:
-        pytest.skip(f"no Redis on 127.0.0.1:6379: {exc}")
+        missing(f"no Redis on 127.0.0.1:6379: {exc}")
     yield r
     r.close()
+
+
+@pytest.fixture()
+def pg_schema_url() -> Iterator[str]:
+    """The URL of a fresh, empty schema on the real PostgreSQL (``search_path``); dropped
+    afterwards. :func:`missing` when the server does not answer."""
+    reason = pg_unreachable()
+    if reason:
+        missing(reason)
+    schema = f"li_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 from tests.onnx_factory import make_segmenter  # noqa: E402
+from tests.servers import missing  # noqa: E402
 
 pytestmark = [pytest.mark.redis]
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
@@ -81,7 +82,7 @@ def _promtool_fires(tmp: Path, line: str, before: dict[str, float], after: dict[
     """promtool evaluates alerts.yml on 6 h of ``before`` then 20 min of ``after`` values."""
     tool = shutil.which("promtool")
     if tool is None:
-        pytest.skip("promtool not installed (apt-get install prometheus)")
+        missing("promtool not installed (make test installs it: apt-get install prometheus)")
     metric = {"distance": "lineinspect_frame_drift_distance",
               "brightness": "lineinspect_frame_brightness",
               "contrast": "lineinspect_frame_contrast",

@@ -22,6 +22,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from tests.servers import missing
+
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
@@ -500,7 +502,7 @@ def test_alert_metrics_are_exported(alert_rules: list[dict[str, Any]],
 def _promtool() -> str:
     tool = shutil.which("promtool")
     if tool is None:
-        pytest.skip("promtool not installed (apt-get install prometheus)")
+        missing("promtool not installed (make test installs it: apt-get install prometheus)")
     return tool
 
 

@@ -32,6 +32,7 @@ from core.bus import last_frame_id_key, line_keys, stream_key
 from core.settings import REPO_ROOT, Settings
 from storage.db import migrate
 from tests.onnx_factory import make_segmenter
+from tests.servers import missing
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.slow]
 
@@ -63,7 +64,7 @@ def line(tmp_path: Path) -> Iterator[dict]:
         with admin.begin() as conn:
             conn.execute(text("SELECT 1"))
     except Exception as exc:  # noqa: BLE001 - any reason to not reach them skips
-        pytest.skip(f"needs Redis on :6379 and PostgreSQL on :5432: {exc}")
+        missing(f"needs Redis on :6379 and PostgreSQL on :5432: {exc}")
     line_id = f"test-e2e-{uuid.uuid4().hex[:10]}"
     schema = f"li_e2e_{uuid.uuid4().hex[:10]}"
     with admin.begin() as conn:

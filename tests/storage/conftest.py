@@ -14,6 +14,7 @@ from sqlalchemy.exc import OperationalError
 from core.result import Defect, InspectionResult
 from storage.db import make_engine, migrate
 from storage.repository import InspectionRepository
+from tests.servers import missing
 
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
@@ -43,7 +44,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path, pg_available: str | None) -
         yield f"sqlite:///{tmp_path / 'lineinspect.db'}"
         return
     if pg_available:
-        pytest.skip(pg_available)
+        missing(pg_available)
     schema = f"li_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(PG_URL)
     with admin.begin() as conn:
