@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from api.docs import install_docs
-from api.errors import install_error_handlers
+from api.errors import install_error_handlers, install_error_schema
 from api.inspectors import InspectorFactory
 from api.routes import access, health, inspections, plc, reviews
 from api.security import install_security
@@ -99,6 +99,7 @@ def create_app(
     )
     app.state.services = svc
     install_error_handlers(app)
+    install_error_schema(app)
     install_security(app, settings)
     for module in (plc, inspections, reviews, access, health, ui):
         app.include_router(module.router)

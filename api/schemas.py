@@ -9,6 +9,7 @@ from fastapi import Path
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -21,6 +22,19 @@ _PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
 #: +14:00 overflowed into a 500).
 _MIN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_TIME = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+def _iso_only(value: object) -> object:
+    """Refuse a bare number: pydantic would read ``until=0.5`` as a Unix time, the
+    schema (and the log) speak ISO 8601 only."""
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return value
+    elif not isinstance(value, int | float):
+        return value
+    raise ValueError("an ISO 8601 date or date-time is expected")
 
 
 def _in_range(value: datetime | None) -> datetime | None:
@@ -36,7 +50,7 @@ def _in_range(value: datetime | None) -> datetime | None:
 
 
 #: A time filter (naive = UTC) within the range the log can hold.
-LogTime = Annotated[datetime | None, AfterValidator(_in_range)]
+LogTime = Annotated[datetime | None, BeforeValidator(_iso_only), AfterValidator(_in_range)]
 #: A line id or class name given as a filter.
 FilterText = Annotated[str | None, StringConstraints(max_length=64, pattern=_PRINTABLE)]
 #: An inspection id in a path (the log's ids are 64-bit: larger is a 422, not a 503).

@@ -162,7 +162,7 @@ class LogAggregates:
         if bucket_s <= 0 or since >= until:
             raise ValueError("need bucket_s > 0 and since < until")
         start = int(since.timestamp()) // bucket_s * bucket_s
-        n = (math.ceil(until.timestamp()) - start + bucket_s - 1) // bucket_s
+        n = bucket_count(since, until, bucket_s)
         if n > MAX_BUCKETS:
             raise ValueError(f"{n} buckets: at most {MAX_BUCKETS}, use a larger bucket_s")
         bucket = self._bucket_expr(bucket_s).label("bucket")
@@ -213,6 +213,14 @@ class LogAggregates:
             )
             out.append(item)
         return out
+
+
+def bucket_count(since: datetime, until: datetime, bucket_s: int) -> int:
+    """How many ``bucket_s`` buckets, aligned to multiples of ``bucket_s`` since the epoch,
+    cover ``[since, until)`` (one more than ``(until - since) / bucket_s`` when the window
+    does not start on a bucket boundary)."""
+    start = int(as_utc(since).timestamp()) // bucket_s * bucket_s
+    return (math.ceil(as_utc(until).timestamp()) - start + bucket_s - 1) // bucket_s
 
 
 def default_window(

@@ -23,7 +23,12 @@ from core.supervise import LOOPS
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", response_model=None)
+#: The probes' 503 is their answer, not an error: documented with their own body.
+_LIVENESS_503 = {503: {"description": "Failed: a supervised loop was given up"}}
+_READINESS_503 = {503: {"description": "Not ready: the same body, ready false"}}
+
+
+@router.get("/healthz", response_model=None, responses=_LIVENESS_503)
 def healthz() -> dict[str, str] | JSONResponse:
     """Liveness: the process answers and no supervised loop was given up (503 otherwise:
     the process is about to exit so that its supervisor restarts it)."""
@@ -33,7 +38,7 @@ def healthz() -> dict[str, str] | JSONResponse:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses=_READINESS_503)
 def readyz(svc: ServicesDep) -> JSONResponse:
     """Readiness of Redis, the database, the line's camera and the models."""
     parts = svc.readiness()

@@ -116,15 +116,16 @@ def list_inspections(
 @router.get("/inspections.csv", tags=["defect log"], response_class=StreamingResponse)
 def inspections_csv(svc: ServicesDep, flt: LogFilterDep) -> StreamingResponse:
     """The filtered defect log as CSV (newest first, streamed page by page: keyset
-    pagination, never the whole log in memory)."""
+    pagination, never the whole log in memory). The first page is read before the answer
+    starts, so a query the database refuses is an error status, not a cut-off 200."""
+    first = svc.repository.query(**asdict(flt), limit=CSV_PAGE, cursor=None)
 
     def rows() -> Iterator[str]:
         buf = io.StringIO()
         writer = csv.writer(buf)
         writer.writerow(CSV_COLUMNS)
-        cursor = None
+        page, cursor = first
         while True:
-            page, cursor = svc.repository.query(**asdict(flt), limit=CSV_PAGE, cursor=cursor)
             for record in page:
                 writer.writerow(csv_row(record))
             yield buf.getvalue()
@@ -132,6 +133,7 @@ def inspections_csv(svc: ServicesDep, flt: LogFilterDep) -> StreamingResponse:
             buf.truncate()
             if cursor is None:
                 return
+            page, cursor = svc.repository.query(**asdict(flt), limit=CSV_PAGE, cursor=cursor)
 
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     return StreamingResponse(

@@ -14,7 +14,7 @@ The UI also uses the defect log's CSV export and neighbours (:mod:`api.routes.in
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,18 +24,24 @@ from fastapi.responses import FileResponse
 
 from api.deps import ServicesDep
 from api.errors import ApiError
+from api.schemas import FilterText, LogTime
 from api.services import API
 from core.bus import camera_status, known_lines
 from core.load import line_load
-from storage.aggregates import MAX_BUCKETS, default_window
+from core.timeutil import as_utc
+from storage.aggregates import MAX_BUCKETS, bucket_count, default_window
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 router = APIRouter()
 stats_router = APIRouter(prefix=f"{API}/stats", tags=["QA UI"])
 
-Since = Annotated[datetime | None, Query(description="inclusive; default until - 24 h")]
-Until = Annotated[datetime | None, Query(description="exclusive; default now")]
+#: Window bounds (naive = UTC), refused with a 422 outside 1970..9999 (issue 17.6).
+Since = Annotated[LogTime, Query(description="inclusive; default until - 24 h")]
+Until = Annotated[LogTime, Query(description="exclusive; default now")]
+#: The default window of the charts.
+DEFAULT_SPAN = timedelta(hours=24)
 
 
 @router.get("/", include_in_schema=False, response_class=FileResponse)
@@ -56,6 +62,16 @@ def lamp(answer: dict[str, Any], overloaded: bool) -> str:
     if reason is None:
         return str(answer.get("verdict"))
     return {"stale": "stale", "no_verdict_yet": "no_verdict"}.get(str(reason), "unknown")
+
+
+def chart_window(
+    since: datetime | None, until: datetime | None, span: timedelta
+) -> tuple[datetime, datetime]:
+    """The window in UTC (:func:`storage.aggregates.default_window`), the default start
+    kept at or after 1970 (the earliest time the log holds)."""
+    if since is None and until is not None:
+        since = max(as_utc(until) - span, EPOCH)
+    return default_window(since, until, span)
 
 
 @stats_router.get("/lines")
@@ -108,13 +124,17 @@ def defects_chart(
     since: Since = None,
     until: Until = None,
     bucket_s: Annotated[int, Query(ge=60, le=7 * 86400)] = 3600,
-    line_id: Annotated[str | None, Query(max_length=64)] = None,
+    line_id: Annotated[FilterText, Query()] = None,
 ) -> dict[str, Any]:
-    """Defects per class per time bucket (at most 1000 buckets)."""
-    t0, t1 = default_window(since, until)
+    """Defects per class per time bucket (at most 1000 buckets). Without ``since`` the
+    window is the last 24 h before ``until``, or fewer when ``bucket_s`` is so small that
+    24 h would need more than 1000 buckets."""
+    # one bucket less than the cap: an unaligned window touches one bucket more
+    span = min(DEFAULT_SPAN, timedelta(seconds=bucket_s * (MAX_BUCKETS - 1)))
+    t0, t1 = chart_window(since, until, span)
     if t0 >= t1:
         raise ApiError(422, "validation_error", "since must be before until")
-    if (t1 - t0).total_seconds() / bucket_s > MAX_BUCKETS:
+    if bucket_count(t0, t1, bucket_s) > MAX_BUCKETS:
         raise ApiError(422, "validation_error", f"more than {MAX_BUCKETS} buckets: raise bucket_s")
     out = svc.aggregates.defects_per_class(t0, t1, bucket_s, line_id)
     out["since"], out["until"] = t0.isoformat(), t1.isoformat()
@@ -124,7 +144,7 @@ def defects_chart(
 @stats_router.get("/ng-rate")
 def ng_rate(svc: ServicesDep, since: Since = None, until: Until = None) -> dict[str, Any]:
     """Verdict counts and NG rate per line."""
-    t0, t1 = default_window(since, until)
+    t0, t1 = chart_window(since, until, DEFAULT_SPAN)
     if t0 >= t1:
         raise ApiError(422, "validation_error", "since must be before until")
     return {"since": t0.isoformat(), "until": t1.isoformat(),
