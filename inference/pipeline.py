@@ -211,8 +211,12 @@ class Inspector:
             self.tiles_run, self.frames_inspected = {}, 0
 
     def _count_tiles(self, name: str, n: int) -> None:
-        with self._count_lock:
-            self.tiles_run[name] = self.tiles_run.get(name, 0) + n
+        """Tiles of the frame being inspected on this thread (added when the frame is done,
+        with it, so a reset in the middle of a frame never splits one)."""
+        pending = getattr(self._local, "tiles", None)
+        if pending is None:
+            pending = self._local.tiles = {}
+        pending[name] = pending.get(name, 0) + n
 
     def _stitch_buffers(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """This thread's reusable segmentation accumulators, per model."""
@@ -323,8 +327,11 @@ class Inspector:
         brightness = float(np.mean(cv2.mean(image)[: 1 if image.ndim == 2 else 3]))
         timings["total"] = (time.perf_counter() - t_start) * 1000.0 + decode_ms
         self.timings = timings
+        pending, self._local.tiles = getattr(self._local, "tiles", None) or {}, {}
         with self._count_lock:
             self.frames_inspected += 1
+            for name, n in pending.items():
+                self.tiles_run[name] = self.tiles_run.get(name, 0) + n
         latency_ms = (time.time() - host_ts) * 1000.0 if host_ts is not None else 0.0
         return InspectionResult(
             line_id=line_id,

@@ -286,3 +286,18 @@ def test_recipe_tile_must_match_trained_tile(tmp_path: Path) -> None:
     r = recipe(tmp_path, [{"name": "seg", "path": str(seg), "tile": 256, "min_area": 50}])
     res = Inspector(r, Settings()).inspect(frame_with_square(500, 300, 60, 40), "l1", 1, NOW)
     assert res.verdict == "NG" and res.defects[0].bbox == (500, 300, 60, 40)
+
+
+def test_inspector_counts_frames_and_the_tiles_each_model_ran(model_dir: Path) -> None:
+    """What ``bench pipeline``'s roofline multiplies the per-tile GFLOP with."""
+    rec = Recipe.model_validate(
+        {"name": "t", "models": [{"name": "seg", "path": str(model_dir / "seg.onnx"),
+                                  "tile": 64}]}
+    )
+    inspector = Inspector(rec, Settings())
+    frame = np.full((128, 192), 200, np.uint8)
+    for _ in range(3):
+        inspector.inspect(frame, "l", 1, datetime.now(UTC))
+    assert inspector.frames_inspected == 3 and inspector.tiles_run == {"seg": 3 * 6}
+    inspector.reset_counts()
+    assert inspector.frames_inspected == 0 and inspector.tiles_run == {}
