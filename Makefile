@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint install install-dev browser demo-frames clean
+.PHONY: run test lint install install-dev browser tools demo-frames clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -39,7 +39,22 @@ browser:
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver; }
 
-test: $(VENV)/.installed-dev browser
+# The real tools the deployment tests run (issue 17.8): promtool and prometheus (alert-rule
+# unit tests, a real Prometheus scraping the service) and a compose client for `config`
+# (Debian 12 packages only docker-compose v1; no engine is installed). Installed with apt
+# when missing, like the browser.
+tools:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
+	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq prometheus; }
+	@docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null || { \
+	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
+	    docker-compose; }
+
+test: $(VENV)/.installed-dev browser tools
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
