@@ -262,6 +262,11 @@ def test_charts_draw_defects_and_ng_rate(page: Any, live: Live) -> None:
         "'#chart-defects rect[data-class]')) s[r.dataset.class] = (s[r.dataset.class]||0)+1;"
         "return s;")
     assert set(drawn) == {"pit", "scratch", "inclusion"}
+    # the legend's colour swatches are painted (the page's CSP refuses style attributes)
+    swatches = page.execute_script(
+        "return [...document.querySelectorAll('#chart-defects .legend i')]"
+        ".map(i => getComputedStyle(i).backgroundColor);")
+    assert len(swatches) == 3 and "rgba(0, 0, 0, 0)" not in swatches, swatches
     labels = page.find_elements(By.CSS_SELECTOR, "#chart-ngrate .ng-rate-label")
     texts = " ".join(t.text for t in labels)
     for line in (live.line_a, live.line_b):

@@ -111,7 +111,10 @@ async function refreshLines() {
       box.replaceChildren(el("p", { class: "muted" }, "No line has reported yet."));
       return;
     }
-    box.replaceChildren(...body.lines.map((l) => {
+    // lines with a camera first, then camera down, then lines that never had a verdict
+    const rank = (l) => (l.camera_connected ? 0 : l.age_ms === null || l.age_ms === undefined ? 2 : 1);
+    const lines = [...body.lines].sort((a, b) => rank(a) - rank(b) || a.line_id.localeCompare(b.line_id));
+    box.replaceChildren(...lines.map((l) => {
       const lastNg = l.last_ng
         ? el("a", { href: `#/inspections/${l.last_ng.inspection_id}` }, fmtTime(l.last_ng.captured_at))
         : "none";
@@ -265,7 +268,7 @@ function renderDetail(it) {
 }
 
 function evidenceText(d) {  // the other models' opinions of the same region
-  const others = (d.evidence || []).filter((e) => !(e.model === d.model && e.mapped === d.class && e.score === Number(d.score.toFixed(4))));
+  const others = (d.evidence || []).filter((e) => e.model !== d.model);
   if (!others.length) return "–";
   return others.map((e) => `${e.model}: ${e.class}${e.mapped !== e.class ? ` → ${e.mapped}` : ""} ${e.score.toFixed(2)}`).join(" · ");
 }
@@ -385,7 +388,12 @@ function drawStacked(box, d) {
       svg.append(svgEl("text", { x: L + k * bw + bw / 2, y: H - B + 14, "text-anchor": "middle" }, label));
     }
   });
-  const legend = el("div", { class: "legend" }, ...d.classes.map((c, ci) => el("span", {}, el("i", { style: `background:${classColor(ci)}` }), c)));
+  const swatch = (ci) => {  // colour through the CSSOM: the page's CSP forbids style attributes
+    const i = el("i", { "data-class-index": ci });
+    i.style.background = classColor(ci);
+    return i;
+  };
+  const legend = el("div", { class: "legend" }, ...d.classes.map((c, ci) => el("span", {}, swatch(ci), c)));
   box.replaceChildren(d.classes.length ? svg : el("p", { class: "muted" }, "No defects in this range."), legend);
 }
 
