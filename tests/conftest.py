@@ -4,6 +4,8 @@ the real PostgreSQL at 127.0.0.1:5432. A missing server fails the test
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -18,6 +20,10 @@ if str(ROOT) not in sys.path:  # ``tests.*`` helper modules, for this file and e
     sys.path.insert(0, str(ROOT))
 
 from tests.servers import PG_URL, REDIS_URL, missing, pg_unreachable  # noqa: E402
+
+_UNTRACKED = pytest.StashKey[set[str]]()
+#: Written by Python and the tools on every run; not the suite's output.
+_CACHES = ("__pycache__/", ".pytest_cache/", ".ruff_cache/", ".egg-info/")
 
 
 @pytest.fixture()
@@ -51,15 +57,47 @@ def pg_schema_url() -> Iterator[str]:
         admin.dispose()
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Remember the untracked paths of the repository (see :func:`repo_writes`)."""
+    session.config.stash[_UNTRACKED] = untracked_paths()
+
+
+def untracked_paths() -> set[str]:
+    """Untracked paths of the repository, ignored ones included (folders collapsed), less
+    Python's and the tools' caches."""
+    out = subprocess.run(["git", "ls-files", "--others", "--directory"], cwd=ROOT,
+                         capture_output=True, text=True, check=False).stdout.splitlines()
+    return {p for p in out if not p.endswith(_CACHES)}
+
+
+def repo_writes(session: pytest.Session) -> list[str]:
+    """Issue 17.10: paths the suite created in the repository. Checked where nobody else
+    works in the tree: in CI (``CI`` set) or with ``LINEINSPECT_CHECK_REPO_WRITES=1``."""
+    if not (os.environ.get("CI") or os.environ.get("LINEINSPECT_CHECK_REPO_WRITES")):
+        return []
+    before = session.config.stash.get(_UNTRACKED, set())
+    return sorted(untracked_paths() - before)
+
+
+def _fail_session(session: pytest.Session, message: str) -> None:
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"FAILED: {message}", red=True)
+    session.exitstatus = 1
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Issue 17.9: the suite leaves no process running. Any child process still alive at the
     end (an embedded ``redis-server``, a server a test forgot) is listed, killed, and fails
-    the run."""
+    the run. Issue 17.10: so does a file the suite wrote into the repository."""
     import psutil
 
     from core.redis_conn import stop_embedded
 
     stop_embedded()
+    written = repo_writes(session)
+    if written:
+        _fail_session(session, f"the test suite wrote into the repository: {written}")
     left = [p for p in psutil.Process().children(recursive=True)
             if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     if not left:
@@ -67,8 +105,4 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     names = ", ".join(f"{p.pid} {' '.join(p.cmdline()[:3])}" for p in left)
     for p in left:
         p.kill()
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(f"FAILED: processes left running by the test suite: {names}",
-                            red=True)
-    session.exitstatus = 1
+    _fail_session(session, f"processes left running by the test suite: {names}")

@@ -50,12 +50,12 @@ def test_one_record_per_defect_in_one_taxonomy(demo_results: list) -> None:
 
 
 def test_overlay_of_the_demo_ng_frames_is_legible(demo_results: list) -> None:
-    """One box and one label per defect, no label on another; written to test-artifacts/ui
-    (overlay-<frame>.png) to be looked at."""
+    """One box and one label per defect, no label on another; written to the UI tests'
+    artifacts folder (overlay-<frame>.png, outside the repository) to be looked at."""
     from api.overlay import _overlaps, encode_png, overlay_labels, render_overlay
-    from core.settings import REPO_ROOT
+    from tests.ui.ui_helpers import ARTIFACTS
 
-    out_dir = REPO_ROOT / "test-artifacts" / "ui"
+    out_dir = ARTIFACTS
     out_dir.mkdir(parents=True, exist_ok=True)
     ng = [(name, r) for name, r in demo_results if r.verdict == "NG"]
     assert ng

@@ -1,6 +1,7 @@
 """The QA web UI in headless Chromium against the live service: the page loads with the line
 status, filters narrow the table, the detail shows the overlay and navigates by keyboard, a
-review round-trips to the database, the charts draw. Screenshots go to test-artifacts/ui/."""
+review round-trips to the database, the charts draw. Screenshots go to
+ui_helpers.ARTIFACTS (outside the repository)."""
 
 from __future__ import annotations
 

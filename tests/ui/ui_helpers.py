@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,7 +21,10 @@ from core.result import Defect, InspectionResult
 
 CHROMIUM = os.environ.get("LINEINSPECT_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("LINEINSPECT_TEST_CHROMEDRIVER", "/usr/bin/chromedriver")
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
+#: Screenshots and overlays to be looked at: outside the repository (issue 17.10: the suite
+#: writes nothing into it), $LINEINSPECT_TEST_ARTIFACTS or <tmp>/lineinspect-test-artifacts.
+ARTIFACTS = Path(os.environ.get("LINEINSPECT_TEST_ARTIFACTS")
+                 or Path(tempfile.gettempdir()) / "lineinspect-test-artifacts") / "ui"
 API_KEY = "ui-test-key-42"
 CLASSES = ["background", "inclusion", "pit", "scratch"]
 CHROMIUM_FLAGS = [
