@@ -21,7 +21,7 @@ if str(ROOT) not in sys.path:  # ``tests.*`` helper modules, for this file and e
 
 from tests.servers import PG_URL, REDIS_URL, missing, pg_unreachable  # noqa: E402
 
-_UNTRACKED = pytest.StashKey[set[str]]()
+_UNTRACKED = pytest.StashKey[dict[str, int]]()
 #: Written by Python and the tools on every run; not the suite's output.
 _CACHES = ("__pycache__/", ".pytest_cache/", ".ruff_cache/", ".egg-info/")
 
@@ -62,21 +62,29 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     session.config.stash[_UNTRACKED] = untracked_paths()
 
 
-def untracked_paths() -> set[str]:
-    """Untracked paths of the repository, ignored ones included (folders collapsed), less
-    Python's and the tools' caches."""
-    out = subprocess.run(["git", "ls-files", "--others", "--directory"], cwd=ROOT,
-                         capture_output=True, text=True, check=False).stdout.splitlines()
-    return {p for p in out if not p.endswith(_CACHES)}
+def untracked_paths() -> dict[str, int]:
+    """Untracked files of the repository, ignored ones included, with their modification
+    times - less the virtual environment and Python's and the tools' caches."""
+    out = subprocess.run(["git", "ls-files", "--others", "-z", "--", ".", ":!.venv"],
+                         cwd=ROOT, capture_output=True, text=True, check=False).stdout
+    files = {}
+    for rel in filter(None, out.split("\0")):
+        if any(part in rel for part in _CACHES):
+            continue
+        try:
+            files[rel] = (ROOT / rel).stat().st_mtime_ns
+        except OSError:
+            continue
+    return files
 
 
 def repo_writes(session: pytest.Session) -> list[str]:
-    """Issue 17.10: paths the suite created in the repository. Checked where nobody else
+    """Issue 17.10: files the suite created or rewrote in the repository. Checked where nobody else
     works in the tree: in CI (``CI`` set) or with ``LINEINSPECT_CHECK_REPO_WRITES=1``."""
     if not (os.environ.get("CI") or os.environ.get("LINEINSPECT_CHECK_REPO_WRITES")):
         return []
-    before = session.config.stash.get(_UNTRACKED, set())
-    return sorted(untracked_paths() - before)
+    before = session.config.stash.get(_UNTRACKED, {})
+    return sorted(p for p, mtime in untracked_paths().items() if before.get(p) != mtime)
 
 
 def _fail_session(session: pytest.Session, message: str) -> None:
