@@ -1,15 +1,18 @@
-"""Inference worker against the real Redis at 127.0.0.1:6379 (unique line ids, cleaned up).
+"""Inference worker delivery guarantees on the real parts: the real Redis at 127.0.0.1:6379
+(unique line ids, cleaned up), the real inspection log - ``InspectionRepository`` on a
+migrated SQLite file and on a fresh schema of the real PostgreSQL - and the real image store
+in a temporary folder.
 
-The repository is a test-local recorder with the interface of
-``storage.repository.InspectionRepository`` (``save -> (id, created)``, idempotent per
-``(line, frame_id)``; ``set_image_paths``) until the storage package provides it.
+Failures are injected at the seams the worker crosses: a process "killed" right after the
+log committed a frame (before its XACK), database errors raised by the log (a real
+``sqlalchemy.exc.OperationalError``), a Redis connection reset on XACK.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,7 @@ import numpy as np
 import pytest
 import redis
 from prometheus_client import REGISTRY
+from sqlalchemy.exc import OperationalError
 
 from core.bus import GROUP, latest_verdict, stream_key
 from core.frame import Frame
@@ -25,6 +29,9 @@ from core.result import InspectionResult
 from core.settings import Settings
 from inference.pipeline import Inspector
 from inference.worker import run_inference
+from storage.db import make_engine, migrate
+from storage.images import ImageStore
+from storage.repository import InspectionRecord, InspectionRepository
 
 pytestmark = pytest.mark.redis
 
@@ -32,60 +39,55 @@ FW, FH = 256, 192
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
-class Recorder:
-    """In-memory stand-in for InspectionRepository: one row per (line, frame_id)."""
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def repo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[InspectionRepository]:
+    """The real inspection log, migrated: a SQLite file or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'log.db'}"
+    else:
+        url = request.getfixturevalue("pg_schema_url")
+    migrate(url)
+    engine = make_engine(url)
+    yield InspectionRepository(engine)
+    engine.dispose()
 
-    def __init__(
-        self, r: redis.Redis | None = None, key: str = "", entry_of: dict[int, bytes] | None = None
-    ) -> None:
-        self.rows: dict[tuple[str, int], dict[str, Any]] = {}
-        self.saves = 0
+
+@pytest.fixture()
+def store(tmp_path: Path) -> ImageStore:
+    """The real image store in a temporary folder."""
+    return ImageStore(tmp_path / "images")
+
+
+def logged(repo: InspectionRepository, line: str) -> dict[int, InspectionRecord]:
+    """Every logged inspection of ``line`` by frame id (one row per frame by contract)."""
+    items, cursor = repo.query(line_id=line, limit=500)
+    assert cursor is None
+    by_frame = {rec.result.frame_id: rec for rec in items}
+    assert len(by_frame) == len(items), "a frame logged twice"
+    return by_frame
+
+
+class Spy:
+    """The real log, counting saves and noting whether the frame's stream entry was still
+    pending (not yet acknowledged) when the log committed it."""
+
+    def __init__(self, repo: InspectionRepository, r: redis.Redis | None = None,
+                 key: str = "", entry_of: dict[int, bytes] | None = None) -> None:
+        self.repo, self.saves = repo, 0
         self.r, self.key, self.entry_of = r, key, entry_of or {}
         self.pending_at_save: list[bool] = []
 
     def save(self, result: InspectionResult) -> tuple[int, bool]:
         self.saves += 1
+        out = self.repo.save(result)
         if self.r is not None and result.frame_id in self.entry_of:
             pending = self.r.xpending_range(self.key, GROUP, "-", "+", 1000)
             ids = {p["message_id"] for p in pending}
             self.pending_at_save.append(self.entry_of[result.frame_id] in ids)
-        k = (result.line_id, result.frame_id)
-        if k in self.rows:
-            return self.rows[k]["id"], False
-        self.rows[k] = {
-            "id": len(self.rows) + 1,
-            "verdict": result.verdict,
-            "defects": [d.as_json() for d in result.defects],
-            "paths": None,
-        }
-        return self.rows[k]["id"], True
+        return out
 
-    def set_image_paths(self, inspection_id: int, image_path: str, mask_path: str) -> None:
-        for row in self.rows.values():
-            if row["id"] == inspection_id:
-                row["paths"] = (image_path, mask_path)
-
-
-class Store:
-    """Image store stand-in recording what was retained."""
-
-    def __init__(self) -> None:
-        self.saved: list[int] = []
-
-    def save(
-        self,
-        line_id: str,
-        frame_id: int,
-        captured_at: datetime,
-        image: np.ndarray,
-        mask: np.ndarray | None,
-        *,
-        inspection_id: int | None = None,
-    ) -> tuple[str, str]:
-        assert inspection_id is not None
-        assert image.shape == (FH, FW) and mask is not None and mask.shape == (FH, FW)
-        self.saved.append(frame_id)
-        return f"/img/{line_id}/{frame_id}.png", f"/img/{line_id}/{frame_id}.mask.png"
+    def set_image_paths(self, *args: Any) -> None:
+        self.repo.set_image_paths(*args)
 
 
 class Killed(BaseException):
@@ -132,35 +134,39 @@ def _run(**kw: Any) -> Any:
 
 
 def test_n_frames_in_n_results(
-    redis_client: redis.Redis, line_id: str, inspector: Inspector
+    redis_client: redis.Redis, line_id: str, inspector: Inspector,
+    repo: InspectionRepository, store: ImageStore,
 ) -> None:
     r = redis_client
     entry_of = _push(r, line_id, 6)
     bad = Frame(line_id, 99, 0, time.time(), FW, FH, "Mono8", b"\x00" * 100)  # wrong size
     r.xadd(stream_key(line_id), bad.to_fields())
-    rec, store = Recorder(r, stream_key(line_id), entry_of), Store()
+    spy = Spy(repo, r, stream_key(line_id), entry_of)
     stats = _run(
         settings=_settings(line_id, "w1"),
         recipe=inspector.recipe,
         max_frames=7,
-        repository=rec,
+        repository=spy,
         image_store=store,
         inspector=inspector,
         redis_client=r,
     )
     assert (stats.processed, stats.duplicates, stats.dropped, stats.ng) == (6, 0, 1, 3)
-    assert sorted(fid for _, fid in rec.rows) == [1, 2, 3, 4, 5, 6]  # never the bad frame
-    assert all(rec.pending_at_save) and len(rec.pending_at_save) == 6  # acked after save
+    rows = logged(repo, line_id)
+    assert sorted(rows) == [1, 2, 3, 4, 5, 6]  # never the bad frame
+    assert all(spy.pending_at_save) and len(spy.pending_at_save) == 6  # acked after commit
     assert r.xpending(stream_key(line_id), GROUP)["pending"] == 0
-    for (_, fid), row in rec.rows.items():
-        assert row["verdict"] == ("NG" if fid % 2 else "OK")
+    for fid, rec in rows.items():
+        assert rec.result.verdict == ("NG" if fid % 2 else "OK")
         if fid % 2:
-            assert tuple(row["defects"][0]["bbox"]) == (100, 40, 30, 20)
-    assert sorted(store.saved) == [1, 3, 5]  # only NG frames retained
-    assert rec.rows[(line_id, 5)]["paths"] == (
-        f"/img/{line_id}/5.png",
-        f"/img/{line_id}/5.mask.png",
-    )
+            assert tuple(rec.result.defects[0].bbox) == (100, 40, 30, 20)
+            # only NG frames retained, on disk, named after their own inspection
+            assert rec.image_path and rec.mask_path
+            assert (store.root / rec.image_path).is_file()
+            assert (store.root / rec.mask_path).is_file()
+            assert str(rec.id) in Path(rec.image_path).name
+        else:
+            assert rec.image_path is None and rec.mask_path is None
     sample = REGISTRY.get_sample_value
     assert sample("lineinspect_verdicts_total", {"line": line_id, "verdict": "NG"}) == 3
     assert sample("lineinspect_verdicts_total", {"line": line_id, "verdict": "OK"}) == 3
@@ -170,73 +176,80 @@ def test_n_frames_in_n_results(
     assert sample("lineinspect_stream_lag_frames", {"line": line_id}) == 0
     assert sample("lineinspect_model_inference_seconds_count", {"model": "seg"}) >= 6
     v = latest_verdict(r, line_id)
-    assert v["frame_id"] == 6 and v["inspection_id"] == rec.rows[(line_id, 6)]["id"]
+    assert v["frame_id"] == 6 and v["inspection_id"] == rows[6].id
     assert v["verdict"] == "OK" and v["code"] == 0
 
 
 def test_killed_between_save_and_ack_is_reclaimed(
-    redis_client: redis.Redis, line_id: str, inspector: Inspector
+    redis_client: redis.Redis, line_id: str, inspector: Inspector,
+    repo: InspectionRepository, store: ImageStore,
 ) -> None:
     r = redis_client
     _push(r, line_id, 5)
-    rec = Recorder()
+    spy = Spy(repo)
 
     class DiesAfterSave:
         def save(self, result: InspectionResult) -> tuple[int, bool]:
-            out = rec.save(result)
+            out = spy.save(result)
             if result.frame_id == 3:
-                raise Killed  # saved, but the process dies before XACK
+                raise Killed  # committed, but the process dies before XACK
             return out
 
         def set_image_paths(self, *a: Any) -> None:
-            rec.set_image_paths(*a)
+            spy.set_image_paths(*a)
 
     with pytest.raises(Killed):
         _run(
             settings=_settings(line_id, "w-dead"),
             recipe=inspector.recipe,
             repository=DiesAfterSave(),
+            image_store=store,
             inspector=inspector,
             redis_client=r,
         )
-    assert sorted(fid for _, fid in rec.rows) == [1, 2, 3]
+    assert sorted(logged(repo, line_id)) == [1, 2, 3]
     pending = r.xpending_range(stream_key(line_id), GROUP, "-", "+", 100)
     assert pending and {p["consumer"] for p in pending} == {b"w-dead"}
+    first_id_of_3 = logged(repo, line_id)[3].id
     time.sleep(0.3)
     stats = _run(
         settings=_settings(line_id, "w-alive"),
         recipe=inspector.recipe,
         max_frames=3,
-        repository=rec,
+        repository=spy,
+        image_store=store,
         inspector=inspector,
         redis_client=r,
         claim_idle_ms=200,
     )
     assert stats.reclaimed >= 1 and stats.duplicates == 1 and stats.processed == 2
-    assert sorted(fid for _, fid in rec.rows) == [1, 2, 3, 4, 5]  # exactly one row per frame
-    assert rec.saves == 6  # frame 3 saved twice, logged once
+    rows = logged(repo, line_id)
+    assert sorted(rows) == [1, 2, 3, 4, 5]  # exactly one row per frame
+    assert rows[3].id == first_id_of_3  # the reclaimed frame kept its first record
+    assert spy.saves == 6  # frame 3 saved twice, logged once
     assert r.xpending(stream_key(line_id), GROUP)["pending"] == 0
 
 
 def test_db_error_is_retried_not_acked(
-    redis_client: redis.Redis, line_id: str, inspector: Inspector
+    redis_client: redis.Redis, line_id: str, inspector: Inspector,
+    repo: InspectionRepository,
 ) -> None:
     r = redis_client
     _push(r, line_id, 3)
-    rec = Recorder()
     failures = {"left": 2}
+    pending_while_failing: list[int] = []
 
     class Flaky:
         def save(self, result: InspectionResult) -> tuple[int, bool]:
             if result.frame_id == 2 and failures["left"]:
                 failures["left"] -= 1
-                pend = r.xpending(stream_key(line_id), GROUP)["pending"]
-                assert pend >= 1  # still pending while the DB fails
-                raise RuntimeError("database is locked")
-            return rec.save(result)
+                pending_while_failing.append(r.xpending(stream_key(line_id), GROUP)["pending"])
+                raise OperationalError("INSERT INTO inspections ...", {},
+                                       Exception("database is locked"))
+            return repo.save(result)
 
         def set_image_paths(self, *a: Any) -> None:
-            rec.set_image_paths(*a)
+            repo.set_image_paths(*a)
 
     stats = _run(
         settings=_settings(line_id, "w1"),
@@ -246,8 +259,9 @@ def test_db_error_is_retried_not_acked(
         inspector=inspector,
         redis_client=r,
     )
+    assert len(pending_while_failing) == 2 and min(pending_while_failing) >= 1  # not acked
     assert stats.errors == 2 and stats.processed == 3
-    assert sorted(fid for _, fid in rec.rows) == [1, 2, 3]
+    assert sorted(logged(repo, line_id)) == [1, 2, 3]
     assert r.xpending(stream_key(line_id), GROUP)["pending"] == 0
 
 
@@ -268,20 +282,22 @@ class FlakyRedis:
 
 
 def test_redis_error_on_ack_retries_without_double_logging(
-    redis_client: redis.Redis, line_id: str, inspector: Inspector
+    redis_client: redis.Redis, line_id: str, inspector: Inspector,
+    repo: InspectionRepository,
 ) -> None:
     r = redis_client
     _push(r, line_id, 2)
-    rec = Recorder()
+    spy = Spy(repo)
     stats = _run(
         settings=_settings(line_id, "w1"),
         recipe=inspector.recipe,
         max_frames=2,
-        repository=rec,
+        repository=spy,
         inspector=inspector,
         redis_client=FlakyRedis(r),
     )
-    # frame 1 was saved, its XACK failed: re-read from our pending list, found logged, acked
+    # frame 1 was committed, its XACK failed: re-read from our pending list, found logged, acked
     assert (stats.errors, stats.processed, stats.duplicates) == (1, 1, 1)
-    assert sorted(fid for _, fid in rec.rows) == [1, 2]
+    assert sorted(logged(repo, line_id)) == [1, 2]
+    assert spy.saves == 3
     assert r.xpending(stream_key(line_id), GROUP)["pending"] == 0
