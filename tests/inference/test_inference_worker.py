@@ -301,3 +301,62 @@ def test_redis_error_on_ack_retries_without_double_logging(
     assert sorted(logged(repo, line_id)) == [1, 2]
     assert spy.saves == 3
     assert r.xpending(stream_key(line_id), GROUP)["pending"] == 0
+
+
+def test_two_workers_on_one_stream_one_killed_every_frame_logged_once(
+    redis_client: redis.Redis, line_id: str, inspector: Inspector,
+    repo: InspectionRepository,
+) -> None:
+    """Two workers consume one stream at the same time (as compose runs them); one dies
+    right after the log committed its third frame. The other takes over its pending
+    entries: every frame is logged exactly once and nothing stays pending."""
+    r, n = redis_client, 24
+    _push(r, line_id, n)
+    spy = Spy(repo)
+    deaths: list[BaseException] = []
+
+    class DiesOnThirdSave:
+        def __init__(self) -> None:
+            self.saves = 0
+
+        def save(self, result: InspectionResult) -> tuple[int, bool]:
+            out = spy.save(result)
+            self.saves += 1
+            if self.saves == 3:
+                raise Killed
+            return out
+
+        def set_image_paths(self, *a: Any) -> None:
+            spy.set_image_paths(*a)
+
+    def doomed() -> None:
+        try:
+            _run(settings=_settings(line_id, "w-doomed"), recipe=inspector.recipe,
+                 repository=DiesOnThirdSave(), inspector=inspector, redis_client=r)
+        except Killed as exc:
+            deaths.append(exc)
+
+    stop = threading.Event()
+
+    def done() -> None:  # stops the survivor once the line is fully logged and acked
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not stop.is_set():
+            if (len(logged(repo, line_id)) == n
+                    and r.xpending(stream_key(line_id), GROUP)["pending"] == 0):
+                break
+            time.sleep(0.2)
+        stop.set()
+
+    threads = [threading.Thread(target=doomed), threading.Thread(target=done)]
+    for t in threads:
+        t.start()
+    run_inference(settings=_settings(line_id, "w-survivor"), recipe=inspector.recipe,
+                  repository=spy, inspector=inspector, redis_client=r, stop=stop,
+                  block_ms=100, claim_idle_ms=300)
+    for t in threads:
+        t.join(30)
+    assert len(deaths) == 1
+    rows = logged(repo, line_id)
+    assert sorted(rows) == list(range(1, n + 1))
+    assert spy.saves == n + 1  # the doomed worker's last frame: committed, then again
+    assert r.xpending(stream_key(line_id), GROUP)["pending"] == 0
