@@ -184,12 +184,17 @@ def test_detail_shows_overlay_and_keyboard_walks_ng(page: Any, live: Live) -> No
     body.send_keys("o")
     _wait(page, lambda d: d.find_element(By.ID, "detail-image").get_attribute("src")
           .endswith("/overlay.png"), "'o' toggles the overlay back on")
+    _wait(page, lambda d: d.execute_script("return document.body.dataset.neighboursOf")
+          == str(target), "neighbours loaded")
     body.send_keys("j")  # next NG = the next older one
     _wait(page, lambda d: d.current_url.endswith(f"#/inspections/{ng[4]}"), "j -> older NG")
     _wait(page, lambda d: f"#{ng[4]}" in d.find_element(By.ID, "detail-title").text, "title")
-    page.find_element(By.TAG_NAME, "body").send_keys("k")
-    page.find_element(By.TAG_NAME, "body").send_keys("k")
-    _wait(page, lambda d: d.current_url.endswith(f"#/inspections/{ng[2]}"), "k k -> newer NG")
+    for here, there in ((ng[4], ng[3]), (ng[3], ng[2])):  # k, k: two newer NGs
+        _wait(page, lambda d, i=here: d.execute_script(
+            "return document.body.dataset.neighboursOf") == str(i), f"neighbours of {here}")
+        page.find_element(By.TAG_NAME, "body").send_keys("k")
+        _wait(page, lambda d, i=there: d.current_url.endswith(f"#/inspections/{i}"),
+              f"k -> newer NG {there}")
     page.find_element(By.TAG_NAME, "body").send_keys("\ue00c")  # Escape
     _wait(page, lambda d: d.find_element(By.ID, "log-view").is_displayed(), "Esc -> log")
 

@@ -292,17 +292,19 @@ async function updateNeighbours(id) {
   const params = { ...state.filters, verdict: "NG" };
   try {
     const n = await getJSON(`${API}/inspections/${id}/neighbours${query(params)}`);
-    state.neighbours = n;
+    state.neighbours = { ...n, of: String(id) };
     $("#prev-ng").disabled = !n.newer;
     $("#next-ng").disabled = !n.older;
+    document.body.dataset.neighboursOf = String(id);  // j/k ready (the tests wait for it)
   } catch (_) {
     state.neighbours = null;
   }
 }
 
 function goNeighbour(which) {
-  const n = state.neighbours;
-  if (n && n[which]) location.hash = `#/inspections/${n[which]}`;
+  const n = state.neighbours;  // only the shown inspection's neighbours, never a stale set
+  const shown = state.detail && String(state.detail.inspection_id);
+  if (n && n.of === shown && n[which]) location.hash = `#/inspections/${n[which]}`;
 }
 
 async function submitReview(action) {
