@@ -44,6 +44,18 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+def _time_window(since: str, until: str):  # noqa: ANN202 - datetime is imported lazily
+    """``--since``/``--until`` (ISO-8601, empty = open) as datetimes, or a CLI error."""
+    from datetime import datetime
+
+    try:
+        t0 = datetime.fromisoformat(since) if since else None
+        t1 = datetime.fromisoformat(until) if until else None
+    except ValueError as exc:
+        _fail(f"bad --since/--until: {exc}")
+    return t0, t1
+
+
 def _recipe(settings):  # noqa: ANN001, ANN202
     from core.recipe import load_recipe
 
@@ -279,18 +291,13 @@ def export_reviews(
     until: str = typer.Option("", help="captured before (ISO-8601, naive = UTC)"),
 ) -> None:
     """Write QA-reviewed inspections as a labelled data set (images, masks, manifest)."""
-    from datetime import datetime
 
     from storage.db import get_engine
     from storage.images import ImageStore
     from storage.repository import InspectionRepository
     from storage.review_export import export_reviews as do_export
 
-    try:
-        t0 = datetime.fromisoformat(since) if since else None
-        t1 = datetime.fromisoformat(until) if until else None
-    except ValueError as exc:
-        _fail(f"bad --since/--until: {exc}")
+    t0, t1 = _time_window(since, until)
     settings = _settings()
     engine = get_engine(settings)
     try:
@@ -528,7 +535,6 @@ def replay_cmd(
     limit: int = typer.Option(10_000, min=1, help="most inspections replayed"),
 ) -> None:
     """Re-inspect retained frames with a candidate recipe; write report.json + report.html."""
-    from datetime import datetime
 
     from core.recipe import load_recipe
     from deploy.replay import ReplayQuery, write_report
@@ -537,11 +543,7 @@ def replay_cmd(
     from storage.images import ImageStore
     from storage.repository import InspectionRepository
 
-    try:
-        t0 = datetime.fromisoformat(since) if since else None
-        t1 = datetime.fromisoformat(until) if until else None
-    except ValueError as exc:
-        _fail(f"bad --since/--until: {exc}")
+    t0, t1 = _time_window(since, until)
     settings = _settings()
     try:
         candidate = load_recipe(recipe, settings)

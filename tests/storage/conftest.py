@@ -3,58 +3,23 @@ PostgreSQL at 127.0.0.1:5432 (a fresh schema per test, dropped afterwards)."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.exc import OperationalError
 
 from core.result import Defect, InspectionResult
 from storage.db import make_engine, migrate
 from storage.repository import InspectionRepository
-from tests.servers import missing
-
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-
-def _pg_unreachable() -> str | None:
-    engine = create_engine(PG_URL, connect_args={"connect_timeout": 3})
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        return None
-    except OperationalError as exc:
-        return f"PostgreSQL at 127.0.0.1:5432 unreachable: {str(exc).splitlines()[0]}"
-    finally:
-        engine.dispose()
-
-
-@pytest.fixture(scope="session")
-def pg_available() -> str | None:
-    """None when PostgreSQL answers, else the reason to skip."""
-    return _pg_unreachable()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path, pg_available: str | None) -> Iterator[str]:
-    """An empty database: a SQLite file, or a fresh PostgreSQL schema (search_path)."""
+def db_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
+    """An empty database: a SQLite file, or a fresh PostgreSQL schema (``pg_schema_url``)."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'lineinspect.db'}"
         return
-    if pg_available:
-        missing(pg_available)
-    schema = f"li_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    yield request.getfixturevalue("pg_schema_url")
 
 
 @pytest.fixture()
