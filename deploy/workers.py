@@ -8,7 +8,9 @@ worker gets ``cores // workers`` intra-op threads unless ``LINEINSPECT_ORT_THREA
 The workers share the stream's consumer group like workers on other machines do.
 
 :func:`run_worker_processes` starts them (``spawn``: no forked onnxruntime/OpenVINO state),
-restarts one that dies (after a pause), and stops them all when ``stop`` is set. With
+restarts one that dies (after a pause), and stops them all when ``stop`` is set; a worker
+dies with the process that started it (Linux ``PR_SET_PDEATHSIG``), so a killed parent
+leaves no worker behind. With
 ``LINEINSPECT_METRICS_PORT`` P, worker ``i`` serves its Prometheus metrics on port P + i.
 :func:`worker_process` is the child's entry point; ``bench pipeline`` uses it with a
 ``bench`` dict to measure inside the children.
@@ -16,10 +18,12 @@ restarts one that dies (after a pause), and stops them all when ``stop`` is set.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -32,6 +36,7 @@ from core.settings import Settings
 log = logging.getLogger(__name__)
 
 GIB = 1024**3
+_PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -64,18 +69,34 @@ def plan_workers(
     return WorkerPlan(n, threads, reason)
 
 
+def _die_with_parent(parent_pid: int) -> None:
+    """Linux: have the kernel SIGTERM this process when its parent dies, so a killed
+    ``lineinspect infer`` leaves no worker consuming the line behind (its pending frames are
+    then reclaimed by the other workers, as for any dead worker)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except OSError:  # not Linux: the parent's stop event still ends the worker
+        pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def worker_process(
     settings_json: str,
     recipe_json: str,
     stop: Any,
     ready: Any | None = None,
     bench: dict[str, Any] | None = None,
+    parent_pid: int | None = None,
 ) -> None:
     """Child process: build the recipe's inspector, then run the inference worker until
     ``stop`` (a multiprocessing Event) is set; ``ready`` is set once the models are loaded and
     warmed up. ``bench`` (``{"measure": Event, "out": path}``): stage times and tile counts
     are zeroed when ``measure`` is set, taken when ``stop`` is set and written as JSON to
-    ``out`` at the end."""
+    ``out`` at the end. ``parent_pid``: die with that process (:func:`_die_with_parent`)."""
+    if parent_pid is not None:
+        _die_with_parent(parent_pid)
     settings = Settings.model_validate_json(settings_json)
     recipe = Recipe.model_validate_json(recipe_json)
     logging.basicConfig(
@@ -138,7 +159,7 @@ def start_worker(
     proc = ctx.Process(
         target=worker_process,
         args=(own.model_dump_json(), recipe.model_dump_json(), stop),
-        kwargs=kwargs,
+        kwargs={"parent_pid": os.getpid(), **kwargs},
         name=f"lineinspect-infer-{index}",
         daemon=False,
     )

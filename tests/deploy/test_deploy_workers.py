@@ -92,6 +92,66 @@ def test_worker_processes_share_the_line_and_log_each_frame_once(
     engine.dispose()
 
 
+@pytest.mark.redis
+def test_killed_infer_process_leaves_no_worker_behind(tmp_path: Path) -> None:
+    """``lineinspect infer`` with two worker processes, killed with SIGKILL (no clean-up of
+    its own): the kernel ends its workers too, so none keeps consuming the line."""
+    import os
+    import signal
+    import subprocess
+
+    import psutil
+
+    from storage.db import migrate
+
+    line = f"test-workers-{uuid.uuid4().hex[:8]}"
+    seg = make_segmenter(tmp_path / "seg.onnx")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"name: t\nmodels:\n  - {{name: seg, path: {seg}, tile: 64}}\n")
+    db = f"sqlite:///{tmp_path / 'w.db'}"
+    migrate(db)
+    env = dict(os.environ, LINEINSPECT_REDIS_URL="redis://127.0.0.1:6379/0",
+               LINEINSPECT_DATABASE_URL=db, LINEINSPECT_DATA_DIR=str(tmp_path),
+               LINEINSPECT_ORT_THREADS="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "deploy.cli", "infer", "--recipe", str(recipe), "--line", line,
+         "--workers", "2"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    workers: list[psutil.Process] = []
+    try:
+        parent = psutil.Process(proc.pid)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            workers = [c for c in parent.children() if "spawn_main" in " ".join(c.cmdline())]
+            if len(workers) == 2:
+                break
+            time.sleep(0.2)
+        assert len(workers) == 2, "the two worker processes did not start"
+        r = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+        consumers: list = []
+        while time.monotonic() < deadline and len(consumers) < 2:  # both running the loop
+            try:
+                consumers = r.xinfo_consumers(stream_key(line), GROUP)
+            except redis.ResponseError:
+                consumers = []
+            time.sleep(0.2)
+        assert len(consumers) == 2, "the two workers did not start reading"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        gone, alive = psutil.wait_procs(workers, timeout=15)
+        assert not alive, f"workers outlived their killed parent: {alive}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for worker in workers:  # orphans are no longer our children: kill them by pid
+            if worker.is_running():
+                worker.kill()
+        r = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+        r.delete(*line_keys(line))
+        r.srem("lines", line)
+
+
 @pytest.fixture(autouse=True)
 def _no_resource_tracker_left() -> Iterator[None]:
     """multiprocessing's spawn context starts a resource-tracker process on first use; stop
