@@ -167,11 +167,6 @@ def migrate(url: str | Engine, revision: str = "head") -> None:
     log.info("database at revision %s", revision)
 
 
-# The access-control tables (API keys, audit log, storage.access) join Base.metadata wherever
-# the database is used: migrations, the schema check, the service.
-from storage import access as _access  # noqa: E402,F401
-
-
 def safe_url(url: str) -> str:
     """``url`` with its password masked (``***``), for output and logs: secrets are never
     printed."""

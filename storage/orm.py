@@ -204,6 +204,3 @@ class Review(Base):
         CheckConstraint("verdict IS NULL OR verdict IN ('OK', 'NG', 'UNKNOWN')", name="verdict"),
     )
 
-
-# Tables of other storage modules hang on the same Base (one metadata, one migration chain).
-from storage import shadow as _shadow  # noqa: E402,F401

@@ -12,10 +12,10 @@ from logging.config import fileConfig
 
 from alembic import context
 
-from storage.orm import Base
+from storage.schema import metadata
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = metadata
 
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
     fileConfig(config.config_file_name, disable_existing_loggers=False)

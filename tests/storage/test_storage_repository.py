@@ -11,13 +11,13 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect as sa_inspect
 
 from storage.db import current_revision, head_revision, make_engine, migrate
-from storage.orm import Base
 from storage.repository import (
     InspectionRepository,
     InvalidCursor,
     decode_cursor,
     encode_cursor,
 )
+from storage.schema import metadata
 
 T0 = datetime(2026, 11, 23, 8, 0, 0, tzinfo=UTC)
 
@@ -34,7 +34,7 @@ def test_migrations_apply_on_empty_db(db_url: str) -> None:
         uniques = sa_inspect(engine).get_unique_constraints("inspections")
         assert any(u["column_names"] == ["line_id", "frame_id"] for u in uniques)
         with engine.connect() as conn:  # the migrated schema is what the models say
-            diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+            diff = compare_metadata(MigrationContext.configure(conn), metadata)
         assert diff == []
     finally:
         engine.dispose()
