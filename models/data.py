@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,6 +141,12 @@ def dihedral_groups(paths: list[Path], threshold: float = 0.99) -> np.ndarray:
     roots = np.array([find(i) for i in range(n)])
     _, groups = np.unique(roots, return_inverse=True)
     return groups
+
+
+def default_cache_dir() -> Path:
+    """Where split caches go when a command names no run folder: ``LINEINSPECT_CACHE_DIR``,
+    else ``runs/cache`` under the working directory (ignored by git)."""
+    return Path(os.environ.get("LINEINSPECT_CACHE_DIR") or "runs/cache")
 
 
 def assign_groups(index: DatasetIndex, cache_dir: Path | None = None) -> None:

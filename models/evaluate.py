@@ -21,7 +21,14 @@ from tqdm import tqdm
 from core.model_meta import ModelMeta, read_meta
 from core.preprocess import preprocess
 from inference.backends.onnxruntime import create_session
-from models.data import DatasetIndex, Sample, assign_groups, grouped_split, index_dataset
+from models.data import (
+    DatasetIndex,
+    Sample,
+    assign_groups,
+    default_cache_dir,
+    grouped_split,
+    index_dataset,
+)
 from models.data import read_gray_or_rgb as read_image
 from models.metrics import classification_metrics, confusion, segmentation_metrics_from_confusion
 from models.tiles import predict_tiled
@@ -68,7 +75,7 @@ def evaluate(
     if meta.task == "classify" and meta.classes == ("ok", "defect"):
         return _evaluate_screen(model_path, data, split, seed, out_dir, val_fraction)
     index = index_dataset(data)
-    samples = select_samples(index, split, seed, val_fraction, cache_dir=Path("runs/cache"))
+    samples = select_samples(index, split, seed, val_fraction, cache_dir=default_cache_dir())
     sess = create_session(model_path, providers="CPUExecutionProvider", threads=threads)
     name = sess.get_inputs()[0].name
     if meta.task == "classify":

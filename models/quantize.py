@@ -28,7 +28,7 @@ from onnxruntime.quantization import CalibrationDataReader
 from core.model_meta import PREFIX, read_meta, read_props
 from core.preprocess import preprocess
 from inference.tiler import make_tiles
-from models.data import IMAGE_EXTS, index_dataset, read_gray_or_rgb
+from models.data import IMAGE_EXTS, default_cache_dir, index_dataset, read_gray_or_rgb
 
 METHODS = ("minmax", "entropy", "percentile")
 
@@ -46,7 +46,7 @@ def calibration_images(
 
     try:
         index = index_dataset(data)
-        paths = [s.path for s in select_samples(index, split, seed, cache_dir=Path("runs/cache"))]
+        paths = [s.path for s in select_samples(index, split, seed, cache_dir=default_cache_dir())]
     except (FileNotFoundError, ValueError, KeyError, IndexError):
         paths = sorted(p for p in Path(data).rglob("*") if p.suffix.lower() in IMAGE_EXTS)
     if not paths:

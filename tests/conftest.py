@@ -22,6 +22,7 @@ if str(ROOT) not in sys.path:  # ``tests.*`` helper modules, for this file and e
 from tests.servers import PG_URL, REDIS_URL, missing, pg_unreachable  # noqa: E402
 
 _UNTRACKED = pytest.StashKey[dict[str, int]]()
+_CACHE_DIR = pytest.StashKey[str]()
 #: Written by Python and the tools on every run; not the suite's output.
 _CACHES = ("__pycache__/", ".pytest_cache/", ".ruff_cache/", ".egg-info/")
 
@@ -58,8 +59,14 @@ def pg_schema_url() -> Iterator[str]:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Remember the untracked paths of the repository (see :func:`repo_writes`)."""
+    """Remember the untracked paths of the repository (see :func:`repo_writes`), and send the
+    split caches of commands run without a run folder to a temporary folder."""
     session.config.stash[_UNTRACKED] = untracked_paths()
+    if not os.environ.get("LINEINSPECT_CACHE_DIR"):
+        import tempfile
+
+        os.environ["LINEINSPECT_CACHE_DIR"] = tempfile.mkdtemp(prefix="lineinspect-cache-")
+        session.config.stash[_CACHE_DIR] = os.environ["LINEINSPECT_CACHE_DIR"]
 
 
 def untracked_paths() -> dict[str, int]:
@@ -103,6 +110,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     from core.redis_conn import stop_embedded
 
     stop_embedded()
+    cache = session.config.stash.get(_CACHE_DIR, "")
+    if cache:
+        import shutil
+
+        shutil.rmtree(cache, ignore_errors=True)
     written = repo_writes(session)
     if written:
         _fail_session(session, f"the test suite wrote into the repository: {written}")
