@@ -104,7 +104,7 @@ def _previous(f: dict) -> list[str]:
     prev = f.get("previous")
     if not prev:
         return []
-    key = "miou" if "miou" in prev["metrics"] else prev.get("select", "accuracy")
+    key = prev["select"]
     new = (f.get("onnx_val_metrics") or {}).get(key)
     lat = {b: v["tiles_per_s"] for b, v in f["latency"].items()}
     return [

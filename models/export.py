@@ -110,6 +110,9 @@ def export_onnx(
     return diff
 
 
+#: batch sizes the card reports latency and tiles/s at (the new file and ``--compare``'s)
+LATENCY_BATCHES = (1, 8, 32)
+
 #: plots of a training run that are released next to the model as ``<name>.<plot>.png``
 RUN_PLOTS = ("confusion", "curves", "iou", "overlays")
 
@@ -136,7 +139,7 @@ def _run_facts(checkpoint: Path, out: Path) -> dict:
     return facts
 
 
-def _previous_release(path: Path, data: Path, cfg: dict, latency: dict) -> dict:
+def _previous_release(path: Path, data: Path, cfg: dict) -> dict:
     """Validation figures and tiles/s of the released file at ``path`` (same split)."""
     from core.model_meta import read_meta
     from models.evaluate import evaluate
@@ -148,8 +151,9 @@ def _previous_release(path: Path, data: Path, cfg: dict, latency: dict) -> dict:
         "version": meta.version,
         "select": cfg["select_metric"],
         "metrics": {k: v for k, v in metrics.items() if isinstance(v, int | float)},
-        "tiles_per_s": {b: ort_latency(path, [int(b.split("_")[1]), *shape])["tiles_per_s"]
-                        for b in latency},
+        "tiles_per_s": {
+            f"batch_{b}": ort_latency(path, [b, *shape])["tiles_per_s"] for b in LATENCY_BATCHES
+        },
     }
 
 
@@ -190,7 +194,8 @@ def export_checkpoint(
     params = sum(p.numel() for p in model.parameters())
     flops = count_flops(model, torch.zeros(1, cfg["channels"], *cfg["input_size"]))
     latency = {
-        f"batch_{b}": ort_latency(out, [b, cfg["channels"], *cfg["input_size"]]) for b in (1, 8, 32)
+        f"batch_{b}": ort_latency(out, [b, cfg["channels"], *cfg["input_size"]])
+        for b in LATENCY_BATCHES
     }
     facts = {
         "name": out.stem,
@@ -216,7 +221,7 @@ def export_checkpoint(
             out, data, split="val", seed=cfg["seed"], val_fraction=cfg["val_fraction"]
         )
     if compare is not None and data is not None:
-        facts["previous"] = _previous_release(compare, data, cfg, latency)
+        facts["previous"] = _previous_release(compare, data, cfg)
     facts.update(_run_facts(checkpoint, out))
     facts.update(card_extra or {})
     (out.with_suffix(".json")).write_text(json.dumps(facts, indent=2, default=str))

@@ -44,17 +44,15 @@ def torch_golden(model, cfg: dict, mean: list[float], std: list[float]) -> list[
 
     from core.preprocess import resize_to, to_channels
     from models.data import read_gray_or_rgb
-    from models.train import _to_tensor
+    from models.train import _to_tensor, predict
 
-    model.eval()
     m = torch.tensor(mean).view(1, -1, 1, 1)
     s = torch.tensor(std).view(1, -1, 1, 1)
     out = []
     for path in golden_images():
         gray = read_gray_or_rgb(path, 1)  # a Mono8 frame, as the camera delivers
         img = resize_to(to_channels(gray, cfg["channels"]), cfg["input_size"])
-        x = _to_tensor((img if img.ndim == 3 else img[..., None])[None])
-        with torch.no_grad():
-            logits = model((x - m) / s)[0].numpy()
+        x01 = _to_tensor((img if img.ndim == 3 else img[..., None])[None])
+        logits = predict(model, x01, m, s)[0].numpy()
         out.append({"image": path.name, **summarize(logits, cfg["task"])})
     return out
