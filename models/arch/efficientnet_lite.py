@@ -46,6 +46,9 @@ _B0_STAGES: tuple[tuple[int, int, int, int, int, int], ...] = (
     (1, 3, 1, 6, 192, 320),
 )
 
+#: index in :data:`_B0_STAGES` of the stage that halves the resolution to stride 32
+_STRIDE32_STAGE = 5
+
 
 @dataclass(frozen=True)
 class LiteScale:
@@ -72,7 +75,7 @@ def _round_filters(channels: int, width: float, divisor: int = 8) -> int:
     return rounded + divisor if rounded < 0.9 * target else rounded
 
 
-def _conv_bn_names(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1,
+def _conv_bn(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1,
                    dilation: int = 1) -> tuple[nn.Conv2d, nn.BatchNorm2d]:
     pad = dilation * (k - 1) // 2
     conv = nn.Conv2d(cin, cout, k, stride, pad, dilation=dilation, groups=groups, bias=False)
@@ -88,11 +91,11 @@ class MBConv(nn.Module):
         mid = cin * expand
         self.has_expand = expand != 1
         if self.has_expand:
-            self._expand_conv, self._bn0 = _conv_bn_names(cin, mid, 1)
-        self._depthwise_conv, self._bn1 = _conv_bn_names(
+            self._expand_conv, self._bn0 = _conv_bn(cin, mid, 1)
+        self._depthwise_conv, self._bn1 = _conv_bn(
             mid, mid, k, stride, groups=mid, dilation=dilation
         )
-        self._project_conv, self._bn2 = _conv_bn_names(mid, cout, 1)
+        self._project_conv, self._bn2 = _conv_bn(mid, cout, 1)
         self.act = nn.ReLU6(inplace=True)
         self.residual = stride == 1 and cin == cout
 
@@ -118,7 +121,7 @@ class EfficientNetLite(nn.Module):
             raise ValueError(f"unknown EfficientNet-Lite size {size!r}; known: {sorted(SCALES)}")
         scale = SCALES[size]
         self.size, self.in_channels = size, in_channels
-        self._conv_stem, self._bn0 = _conv_bn_names(in_channels, 32, 3, stride=2)
+        self._conv_stem, self._bn0 = _conv_bn(in_channels, 32, 3, stride=2)
         blocks: list[nn.Module] = []
         self.stage_ends: list[int] = []
         self.stage_channels: list[int] = []
@@ -127,15 +130,18 @@ class EfficientNetLite(nn.Module):
             cin = 32 if i == 0 else _round_filters(cin, scale.width)
             cout = _round_filters(cout, scale.width)
             n = repeats if i in (0, last) else int(math.ceil(repeats * scale.depth))
-            dilated = dilate_last and i == 5  # the stride-32 stage (5) and the one after it
+            # output stride 16: the stride-32 stage keeps stride 1, and every depth-wise conv
+            # after its first block (that stage's and the last one's) dilates by 2
+            dilated = dilate_last and i >= _STRIDE32_STAGE
             for j in range(n):
+                first_of_stride32 = i == _STRIDE32_STAGE and j == 0
                 s = stride if j == 0 and not dilated else 1
-                d = 2 if dilate_last and i >= 5 and not (i == 5 and j == 0) else 1
+                d = 2 if dilated and not first_of_stride32 else 1
                 blocks.append(MBConv(cin if j == 0 else cout, cout, k, s, expand, d))
             self.stage_ends.append(len(blocks) - 1)
             self.stage_channels.append(cout)
         self._blocks = nn.ModuleList(blocks)
-        self._conv_head, self._bn1 = _conv_bn_names(self.stage_channels[-1], 1280, 1)
+        self._conv_head, self._bn1 = _conv_bn(self.stage_channels[-1], 1280, 1)
         self.act = nn.ReLU6(inplace=True)
         #: indexes of the stages whose outputs :meth:`forward` returns (strides 4/8/16/32)
         self.taps = (1, 2, 4, 6)
