@@ -97,6 +97,13 @@ SHADOW_DISAGREEMENTS = Counter(
     "class (same verdict, other defect classes)",
     ["line", "kind"],
 )
+REVIEW_SAMPLES = Counter(
+    "lineinspect_review_samples",
+    "Frames sampled for QA review (issue 21.5) by reason and outcome: queued, merged (already "
+    "queued for another reason), capped (the line's daily cap was reached), dropped (the "
+    "sampler's queue was full, the frame was never logged, or the review queue failed)",
+    ["line", "reason", "outcome"],
+)
 SHADOW_INSPECTION = Histogram(
     "lineinspect_shadow_inspection_seconds", "Shadow (candidate) inspection time per frame",
     ["line"], buckets=_LATENCY_BUCKETS,

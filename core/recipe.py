@@ -169,6 +169,23 @@ class DriftSpec(_Strict):
     reference: int = Field(default=200, ge=1)
 
 
+class ReviewSpec(_Strict):
+    """Which frames are sampled for a QA look (``inference.review_sampler``; the daily cap
+    per line is the setting ``review_daily_cap``)."""
+
+    #: Reasons sampled: ``disagreement`` (the shadow candidate disagrees), ``uncertain`` (the
+    #: frame's highest defect score within ``uncertain_band`` of its threshold), ``drift``
+    #: (the line's drift distance above ``drift_distance``).
+    reasons: list[Literal["disagreement", "uncertain", "drift"]] = Field(
+        default_factory=lambda: ["disagreement", "uncertain", "drift"])
+    #: Score band above the model's threshold that counts as uncertain.
+    uncertain_band: float = Field(default=0.1, ge=0.0, le=1.0)
+    #: Drift distance above which frames are sampled (the LineinspectFrameDrift alert's 0.2).
+    drift_distance: float = Field(default=0.2, gt=0.0, le=1.0)
+    #: Sample every n-th frame of a drift window (a window lasts many frames).
+    drift_every: int = Field(default=10, ge=1)
+
+
 class ShadowSpec(_Strict):
     """A candidate run in shadow beside the live recipe (``inference.shadow``): same frames,
     off the verdict path, results logged beside the live ones."""
@@ -222,6 +239,8 @@ class Recipe(_Strict):
     drift: DriftSpec = Field(default_factory=DriftSpec)
     #: Candidate in shadow (issue 21); None = no shadow.
     shadow: ShadowSpec | None = None
+    #: Sampling of frames for QA review (issue 21.5).
+    review: ReviewSpec = Field(default_factory=ReviewSpec)
 
     @model_validator(mode="after")
     def _unique_model_names(self) -> Recipe:

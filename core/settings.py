@@ -11,6 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -81,6 +82,8 @@ class Settings(BaseSettings):
     image_retention_max_bytes: int = 2 * 1024**3
     #: Also keep OK frames (debugging; off in production).
     retain_ok_images: bool = False
+    #: Frames sampled for QA review per line and UTC day (the "to review" queue; 0 = none).
+    review_daily_cap: int = Field(default=50, ge=0)
     #: Largest accepted upload for ``POST /api/v1/inspect``.
     max_upload_bytes: int = 20 * 1024 * 1024
     #: Inference engine of every model (a recipe's ``engine`` overrides it): ``onnxruntime``,
