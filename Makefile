@@ -28,8 +28,10 @@ install-dev: $(VENV)/.installed-dev
 # FPS: frame rate requested from the (emulated) camera. Empty (the default): measured at
 # start-up, a rate this machine inspects (deploy/pace.py); 30 = the acA1300-30gm's maximum.
 FPS ?=
+# WORKERS: inference worker processes (empty: LINEINSPECT_INFERENCE_WORKERS, else one per core).
+WORKERS ?=
 run: $(STAMP)
-	$(if $(FPS),LINEINSPECT_FRAME_RATE=$(FPS) )$(BIN)/lineinspect run
+	$(if $(FPS),LINEINSPECT_FRAME_RATE=$(FPS) )$(if $(WORKERS),LINEINSPECT_INFERENCE_WORKERS=$(WORKERS) )$(BIN)/lineinspect run
 
 # The QA UI tests (tests/ui) drive Debian's chromium through chromium-driver; no browser
 # download is needed. Checked on every run (cheap), installed with apt when missing.

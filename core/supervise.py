@@ -5,7 +5,9 @@ exception, or a return while the process is not stopping, is logged with its tra
 counted (``lineinspect_loop_restarts_total{loop}``) and the loop is started again after a
 back-off (0.5 s doubling to 30 s, reset after a minute of healthy running). After
 ``max_failures`` consecutive failures it gives up and calls ``on_fatal`` (the runner stops
-the process with a non-zero exit status, so that systemd/Docker restart it).
+the process with a non-zero exit status, so that systemd/Docker restart it). A target that
+knows it cannot go on (it supervises parts of its own, e.g. worker processes that keep dying)
+raises :class:`GiveUp`: no restart, ``on_fatal`` at once.
 
 Loops also say how they are doing between failures (:meth:`LoopRegistry.beat`,
 :meth:`LoopRegistry.trouble`: the inference worker backing off from Redis ``MISCONF``). The
@@ -29,6 +31,11 @@ log = logging.getLogger(__name__)
 
 #: A run longer than this resets the back-off and the consecutive-failure count.
 HEALTHY_RUN_S = 60.0
+
+
+class GiveUp(Exception):
+    """Raised by a supervised target that cannot go on: :func:`supervise` gives the loop up
+    without restarting it (``on_fatal`` is called with the message)."""
 
 
 @dataclass
@@ -123,6 +130,10 @@ def supervise(
                 break
             reason = "returned while the process was not stopping"
             log.error("loop %s %s: restarting", name, reason)
+        except GiveUp as exc:
+            _give_up(name, f"{exc}", registry, on_fatal)
+            up.set(0)
+            return
         except Exception as exc:  # noqa: BLE001 - the point: nothing kills a loop silently
             reason = f"{type(exc).__name__}: {exc}"
             log.exception("loop %s failed: restarting in %.1f s", name, backoff)
@@ -134,16 +145,22 @@ def supervise(
         state = registry.update(name, running=False, trouble=reason)
         state.restarts += 1
         if max_failures is not None and failures >= max_failures:
-            registry.update(name, fatal=True)
-            log.critical("loop %s failed %d times in a row: giving up (%s)", name, failures,
-                         reason)
-            if on_fatal is not None:
-                on_fatal(f"{name}: {reason}")
+            _give_up(name, f"failed {failures} times in a row ({reason})", registry, on_fatal)
             return
         stop.wait(backoff)
         backoff = min(backoff * 2, backoff_max_s)
     registry.update(name, running=False, stopped=True, trouble=None)
     up.set(0)
+
+
+def _give_up(
+    name: str, why: str, registry: LoopRegistry, on_fatal: Callable[[str], None] | None
+) -> None:
+    """Mark loop ``name`` given up and tell ``on_fatal``."""
+    registry.update(name, running=False, fatal=True, trouble=why)
+    log.critical("loop %s: giving up: %s", name, why)
+    if on_fatal is not None:
+        on_fatal(f"{name}: {why}")
 
 
 def start_supervised(

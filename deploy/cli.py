@@ -141,11 +141,18 @@ def serve(
 def run(
     recipe: str = typer.Option("", help="recipe name or YAML path"),
     line: str = typer.Option("", help="line id"),
+    workers: int = typer.Option(
+        -1, help="inference worker processes (default LINEINSPECT_INFERENCE_WORKERS; 0 = one "
+        "per core)"
+    ),
 ) -> None:
-    """Everything on one machine: embedded Redis, SQLite, emulated camera, worker, API."""
+    """Everything on one machine: embedded Redis, SQLite, emulated camera, inference worker
+    processes sized to the machine (as ``infer``), API."""
     from deploy.runner import run_all
 
-    settings = _settings(recipe=recipe, line_id=line)
+    settings = _settings(
+        recipe=recipe, line_id=line, inference_workers=workers if workers >= 0 else None
+    )
     run_all(settings)
 
 

@@ -1,17 +1,22 @@
 """``lineinspect run``: the whole service in one process, for a single machine or a demo.
 
 Starts the embedded Redis (unless ``LINEINSPECT_REDIS_URL`` is set), migrates the database
-(SQLite unless ``LINEINSPECT_DATABASE_URL`` is set), then runs the acquisition worker and one
-inference worker in threads (pypylon and onnxruntime release the GIL while they wait or
-compute) and the API in the main thread. Without a real camera, ``PYLON_CAMEMU=1`` makes the
-pylon emulator replay the demo frames; a real camera is used through exactly the same code.
+(SQLite unless ``LINEINSPECT_DATABASE_URL`` is set), then runs the acquisition worker in a
+thread, the inference workers sized to the machine like ``lineinspect infer``'s
+(:mod:`deploy.workers`: one process per core unless ``LINEINSPECT_INFERENCE_WORKERS`` says
+otherwise; a single worker runs in a thread of this process) and the API in the main thread.
+The worker processes reach the embedded Redis on its unix socket and die with this process.
+Without a real camera, ``PYLON_CAMEMU=1`` makes the pylon emulator replay the demo frames; a
+real camera is used through exactly the same code.
 Ctrl-C (SIGINT) or SIGTERM stops the workers and the server cleanly.
 
 Every loop is supervised (:mod:`core.supervise`, docs/CONTRACT.md section 6): the grab and
-inference loops are restarted with back-off when they fail, the embedded Redis is restarted
-when it exits (:mod:`core.embedded_redis`). A loop that fails :data:`MAX_FAILURES` times in a
-row, or an embedded Redis that cannot be restarted, stops the process with exit status 1
-(``/healthz`` answers 503 meanwhile), so that systemd or Docker restart the whole service.
+inference loops are restarted with back-off when they fail (a dead worker process is started
+again, and ``/readyz`` is not ready until it has loaded its models), the embedded Redis is
+restarted when it exits (:mod:`core.embedded_redis`). A loop (or a worker process) that
+fails :data:`MAX_FAILURES` times in a row, or an embedded Redis that cannot be restarted,
+stops the process with exit status 1 (``/healthz`` answers 503 meanwhile), so that systemd
+or Docker restart the whole service.
 """
 
 from __future__ import annotations
@@ -20,9 +25,15 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from core.recipe import load_recipe
+from core.recipe import Recipe, load_recipe
 from core.settings import Settings
+from deploy.workers import WorkerPlan, plan_workers, run_worker_processes
+
+if TYPE_CHECKING:
+    from inference.pipeline import Inspector
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +81,15 @@ def run_all(settings: Settings) -> None:
     fatal = FatalExit()
     settings = prepare(settings, fatal)
     recipe = load_recipe(settings.recipe, settings)
+    plan = plan_workers(settings)
     inspector = None
     if settings.frame_rate <= 0 and os.environ.get("PYLON_CAMEMU", "0") not in ("", "0"):
         from deploy.pace import pace_emulated_camera  # the demo: a rate this machine keeps up
 
-        settings, recipe, inspector = pace_emulated_camera(settings, recipe)
+        paced = settings.model_copy(update={"ort_threads": plan.threads})  # one worker's
+        settings, recipe, inspector = pace_emulated_camera(paced, recipe, plan.workers)
     from api.app import create_app
-    from deploy.wiring import run_acquisition_worker, run_inference_worker
+    from deploy.wiring import run_acquisition_worker
 
     stop = threading.Event()
     line = settings.line_id
@@ -84,10 +97,9 @@ def run_all(settings: Settings) -> None:
         start_supervised(f"acquisition:{line}",
                          lambda: run_acquisition_worker(settings, recipe, stop), stop,
                          max_failures=MAX_FAILURES, on_fatal=fatal),
-        start_supervised(f"inference:{line}",
-                         lambda: run_inference_worker(settings, recipe, stop,
-                                                      inspector=inspector), stop,
-                         max_failures=MAX_FAILURES, on_fatal=fatal),
+        start_supervised(f"inference:{line}", _inference(settings, recipe, stop, plan,
+                                                          inspector, f"inference:{line}"),
+                         stop, max_failures=MAX_FAILURES, on_fatal=fatal),
     ]
     if settings.modbus_enabled or settings.opcua_enabled:  # docs/PLC.md
         from plc.service import run as run_plc
@@ -110,6 +122,22 @@ def run_all(settings: Settings) -> None:
         log.info("lineinspect stopped")
     if fatal.reasons:
         raise SystemExit(1)
+
+
+def _inference(
+    settings: Settings, recipe: Recipe, stop: threading.Event, plan: WorkerPlan,
+    inspector: Inspector | None, loop: str,
+) -> Callable[[], object]:
+    """The inference loop of ``run``: ``plan.workers`` worker processes
+    (:func:`deploy.workers.run_worker_processes`, reporting to ``loop``), or for one worker
+    the worker itself in this process (reusing the pacing ``inspector``: models load once)."""
+    from deploy.wiring import run_inference_worker
+
+    if plan.workers > 1:
+        return lambda: run_worker_processes(settings, recipe, stop, loop=loop,
+                                            max_failures=MAX_FAILURES)
+    one = settings.model_copy(update={"ort_threads": plan.threads})
+    return lambda: run_inference_worker(one, recipe, stop, inspector=inspector)
 
 
 def tls_options(settings: Settings) -> dict[str, str]:

@@ -10,7 +10,9 @@ The workers share the stream's consumer group like workers on other machines do.
 :func:`run_worker_processes` starts them (``spawn``: no forked onnxruntime/OpenVINO state),
 restarts one that dies (after a pause), and stops them all when ``stop`` is set; a worker
 dies with the process that started it (Linux ``PR_SET_PDEATHSIG``), so a killed parent
-leaves no worker behind. With
+leaves no worker behind. ``lineinspect infer`` and ``lineinspect run`` both use it; ``run``
+also has it report to ``/readyz`` (a starting or dead worker makes the service not ready)
+and give up after repeated deaths. With
 ``LINEINSPECT_METRICS_PORT`` P, worker ``i`` serves its Prometheus metrics on port P + i.
 :func:`worker_process` is the child's entry point; ``bench pipeline`` uses it with a
 ``bench`` dict to measure inside the children.
@@ -30,8 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.metrics import LOOP_RESTARTS
 from core.recipe import Recipe
 from core.settings import Settings
+from core.supervise import HEALTHY_RUN_S, LOOPS, GiveUp
 
 log = logging.getLogger(__name__)
 
@@ -168,29 +172,99 @@ def start_worker(
 
 
 def run_worker_processes(
-    settings: Settings, recipe: Recipe, stop: threading.Event, restart_after_s: float = 5.0
+    settings: Settings,
+    recipe: Recipe,
+    stop: threading.Event,
+    restart_after_s: float = 5.0,
+    *,
+    loop: str | None = None,
+    max_failures: int | None = None,
 ) -> WorkerPlan:
-    """Run :func:`plan_workers` many worker processes until ``stop``; restart dead ones."""
+    """Run :func:`plan_workers` many worker processes until ``stop``; restart dead ones.
+
+    ``loop``: report to :data:`core.supervise.LOOPS` under this name (``lineinspect run``:
+    ``/readyz`` is not ready while a worker is starting or dead, and
+    ``lineinspect_loop_restarts_total`` counts each restart). ``max_failures``: a worker that
+    exits that many times in a row (each time within :data:`core.supervise.HEALTHY_RUN_S` of
+    its start) stops them all and raises :class:`core.supervise.GiveUp`."""
     plan = plan_workers(settings)
     settings = settings.model_copy(update={"ort_threads": plan.threads})
     log.info("inference: %d worker processes x %d threads (%s)", plan.workers, plan.threads,
              plan.reason)
-    ctx = multiprocessing.get_context("spawn")
-    mp_stop = ctx.Event()
-    procs = [start_worker(ctx, settings, recipe, i, mp_stop) for i in range(plan.workers)]
-    while not stop.wait(1.0):
-        for i, proc in enumerate(procs):
-            if not proc.is_alive():
-                log.error("inference worker %d exited with %s; restarting in %.0f s", i,
-                          proc.exitcode, restart_after_s)
+    pool = _WorkerPool(settings, recipe, plan.workers, loop)
+    try:
+        while not stop.wait(1.0):
+            for i in pool.dead():
+                failures = pool.exited(i)
+                if max_failures is not None and failures >= max_failures:
+                    raise GiveUp(f"inference worker {i} exited {failures} times in a row "
+                                 f"(last exit status {pool.procs[i].exitcode})")
                 if stop.wait(restart_after_s):
                     break
-                procs[i] = start_worker(ctx, settings, recipe, i, mp_stop)
-    mp_stop.set()
-    deadline = time.monotonic() + 30
-    for proc in procs:
-        proc.join(timeout=max(0.1, deadline - time.monotonic()))
-        if proc.is_alive():
-            proc.terminate()
-            proc.join(timeout=5)
+                pool.start(i)
+            pool.report()
+    finally:
+        pool.stop()
     return plan
+
+
+class _WorkerPool:
+    """The worker processes of :func:`run_worker_processes`, their readiness and failures."""
+
+    def __init__(self, settings: Settings, recipe: Recipe, workers: int,
+                 loop: str | None) -> None:
+        self.settings, self.recipe, self.loop = settings, recipe, loop
+        self.ctx = multiprocessing.get_context("spawn")
+        self.stop_event = self.ctx.Event()
+        self.procs: list[Any] = [None] * workers
+        self.ready: list[Any] = [None] * workers
+        self.started = [0.0] * workers
+        self.failures = [0] * workers
+        for i in range(workers):
+            self.start(i)
+        self.report()
+
+    def start(self, i: int) -> None:
+        """Start (or restart) worker ``i``."""
+        self.ready[i] = self.ctx.Event()
+        self.procs[i] = start_worker(self.ctx, self.settings, self.recipe, i, self.stop_event,
+                                     ready=self.ready[i])
+        self.started[i] = time.monotonic()
+
+    def dead(self) -> list[int]:
+        """Indexes of the workers that exited."""
+        return [i for i, proc in enumerate(self.procs) if not proc.is_alive()]
+
+    def exited(self, i: int) -> int:
+        """Record that worker ``i`` exited; its consecutive failures so far."""
+        if time.monotonic() - self.started[i] > HEALTHY_RUN_S:
+            self.failures[i] = 0
+        self.failures[i] += 1
+        why = f"inference worker {i} exited with {self.procs[i].exitcode}"
+        log.error("%s; restarting", why)
+        if self.loop is not None:
+            LOOPS.trouble(self.loop, why)
+            LOOP_RESTARTS.labels(loop=self.loop).inc()
+        return self.failures[i]
+
+    def report(self) -> None:
+        """Tell :data:`LOOPS` whether every worker is up with its models loaded."""
+        if self.loop is None:
+            return
+        up = sum(1 for p, r in zip(self.procs, self.ready, strict=True)
+                 if p.is_alive() and r.is_set())
+        if up == len(self.procs):
+            LOOPS.beat(self.loop)
+        else:
+            LOOPS.trouble(self.loop, f"{up} of {len(self.procs)} inference worker processes "
+                                     "running with their models loaded")
+
+    def stop(self) -> None:
+        """Stop every worker (SIGTERM after 30 s, as a last resort)."""
+        self.stop_event.set()
+        deadline = time.monotonic() + 30
+        for proc in self.procs:
+            proc.join(timeout=max(0.1, deadline - time.monotonic()))
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(timeout=5)

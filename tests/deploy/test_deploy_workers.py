@@ -160,3 +160,44 @@ def _no_resource_tracker_left() -> Iterator[None]:
     from multiprocessing import resource_tracker
 
     resource_tracker._resource_tracker._stop()  # type: ignore[attr-defined]
+
+
+def test_a_worker_that_keeps_dying_is_reported_then_given_up(tmp_path: Path) -> None:
+    """``lineinspect run``'s inference loop: a worker process that exits is reported in
+    ``LOOPS`` (``/readyz`` not ready, restarts counted) and, dying ``max_failures`` times in
+    a row, the loop is given up (the runner then exits non-zero) instead of restarting
+    forever. Here the model file is not an ONNX model: every worker exits while loading."""
+    from core.supervise import LOOPS, supervise
+
+    bad = tmp_path / "broken.onnx"
+    bad.write_bytes(b"not a model")
+    recipe = Recipe.model_validate(
+        {"name": "t", "models": [{"name": "seg", "path": str(bad), "tile": 64}]}
+    )
+    settings = Settings(redis_url="redis://127.0.0.1:6379/0", data_dir=tmp_path,
+                        line_id=f"test-workers-{uuid.uuid4().hex[:8]}", inference_workers=2,
+                        ort_threads=1)
+    name, reasons, stop = f"inference:{settings.line_id}", [], threading.Event()
+    troubles: list[str] = []
+
+    def watch() -> None:  # what /readyz would have said meanwhile
+        while not stop.wait(0.1):
+            trouble = LOOPS.snapshot().get(name, {}).get("trouble")
+            if trouble:
+                troubles.append(trouble)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        supervise(name, lambda: run_worker_processes(settings, recipe, stop, 0.1, loop=name,
+                                                     max_failures=2),
+                  stop, max_failures=10, on_fatal=reasons.append, registry=LOOPS)
+    finally:
+        stop.set()
+        watcher.join(5)
+    state = LOOPS.snapshot()[name]
+    LOOPS.forget(name)
+    assert state["fatal"] and not state["ready"]
+    assert len(reasons) == 1 and "exited 2 times in a row" in reasons[0], reasons
+    assert any("exited with 1" in t for t in troubles), troubles
+    assert any("of 2 inference worker processes" in t for t in troubles), troubles

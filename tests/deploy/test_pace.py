@@ -52,6 +52,17 @@ def test_rate_from_the_measured_inspection_time(
     assert len(stub.shapes) == 10 and set(stub.shapes) == {(966, 1296)}  # 2 passes of 5
 
 
+def test_rate_scales_with_the_worker_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """lineinspect run with N inference worker processes asks N times one worker's rate."""
+    clock = Clock()
+    monkeypatch.setattr(pace.time, "perf_counter", clock)
+    recipe = Recipe(name="r", camera={"frame_rate": 30.0})
+    one = pace.sustainable_rate(recipe, StubInspector(clock, 0.5), DEMO_FRAMES_DIR)  # type: ignore[arg-type]
+    two = pace.sustainable_rate(recipe, StubInspector(clock, 0.5), DEMO_FRAMES_DIR,  # type: ignore[arg-type]
+                                workers=2)
+    assert (one.fps, two.fps) == (1.2, 2.4)
+
+
 def test_no_frames_falls_back(tmp_path: Path) -> None:
     recipe = Recipe(name="r")
     got = pace.sustainable_rate(recipe, StubInspector(Clock(), 1.0), tmp_path)  # type: ignore[arg-type]
