@@ -17,12 +17,14 @@ from core.redis_conn import connect
 from core.settings import Settings
 from inference.drift import DriftMonitor
 from inference.pipeline import Inspector
+from inference.review_sampler import KeepImage, ReviewSampler
 from inference.shadow import ShadowRunner, candidate_recipe
 from inference.watched import WatchedInspector, segmenter_tile
 from inference.worker import InferenceStats, run_inference
 from storage.db import get_engine
 from storage.images import ImageStore
 from storage.repository import InspectionRepository
+from storage.review_queue import ReviewQueue
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +34,41 @@ def open_storage(settings: Settings) -> tuple[InspectionRepository, ImageStore]:
     return InspectionRepository(get_engine(settings)), ImageStore.from_settings(settings)
 
 
+def keep_sampled_image(repository: InspectionRepository, images: ImageStore) -> KeepImage:
+    """Retain the frame (and mask) of a sampled inspection whose image was not kept (an OK
+    frame), so that QA sees what it reviews."""
+
+    def keep(inspection_id: int, sample: Any, image: Any, mask: Any) -> None:
+        image_path, mask_path = images.save(sample.line_id, sample.frame_id, sample.captured_at,
+                                            image, mask, inspection_id=inspection_id)
+        repository.set_image_paths(inspection_id, str(image_path),
+                                   str(mask_path) if mask_path else None)
+
+    return keep
+
+
+def review_sampler(settings: Settings, recipe: Recipe) -> ReviewSampler | None:
+    """The line's review sampler (``review_queue``, cap ``review_daily_cap``); None when the
+    cap is 0 or the recipe samples no reason."""
+    if settings.review_daily_cap <= 0 or not recipe.review.reasons:
+        return None
+    engine = get_engine(settings)
+    keep = keep_sampled_image(InspectionRepository(engine), ImageStore.from_settings(settings))
+    return ReviewSampler(settings.line_id, recipe, ReviewQueue(engine),
+                         settings.review_daily_cap, keep_image=keep)
+
+
 def watched_inspector(
     settings: Settings, recipe: Recipe, inspector: Inspector | None = None
 ) -> WatchedInspector:
-    """The live inspector of ``recipe`` with the line's drift statistics (reference in Redis)
-    and, when the recipe names one, its shadow candidate logging to ``shadow_results``. A
+    """The live inspector of ``recipe`` with the line's drift statistics (reference in Redis),
+    the review sampler (:func:`review_sampler`) and, when the recipe names one, its shadow
+    candidate logging to ``shadow_results`` (its disagreements sampled for review). A
     candidate that cannot be loaded is logged and left out: it never stops the live line."""
     live = inspector or Inspector(recipe, settings)
     drift = DriftMonitor(settings.line_id, recipe.drift, tile=segmenter_tile(live),
                          redis_client=connect(settings))
+    sampler = review_sampler(settings, recipe)
     shadow = None
     if recipe.shadow is not None:
         try:
@@ -54,8 +82,9 @@ def watched_inspector(
             shadow = ShadowRunner(
                 settings.line_id, candidate, store,
                 max_share=recipe.shadow.max_share, queue_size=recipe.shadow.queue,
+                on_disagreement=sampler.disagreement if sampler is not None else None,
             )
-    return WatchedInspector(live, drift, shadow)
+    return WatchedInspector(live, drift, shadow, sampler)
 
 
 def run_inference_worker(

@@ -53,6 +53,10 @@ class ShadowStore(Protocol):
         ...
 
 
+#: Called with ``(image, live result, shadow record)`` for each disagreeing frame.
+DisagreementHook = Callable[[np.ndarray, InspectionResult, ShadowRecord], object]
+
+
 class CandidateInspector(Protocol):
     """What the shadow needs from :class:`inference.pipeline.Inspector`."""
 
@@ -124,9 +128,12 @@ class ShadowRunner:
         max_share: float = 0.5,
         queue_size: int = 2,
         clock: Callable[[], float] = time.monotonic,
+        on_disagreement: DisagreementHook | None = None,
     ) -> None:
         """``max_share``: largest share of wall time the candidate may compute (0 < s <= 1);
-        ``queue_size``: frames that may wait for it."""
+        ``queue_size``: frames that may wait for it; ``on_disagreement(image, live, record)``:
+        called (on the shadow's thread, errors logged) for each disagreeing frame - the
+        review sampler (``inference.review_sampler``)."""
         if not 0.0 < max_share <= 1.0:
             raise ValueError("max_share must be in (0, 1]")
         self.line = line_id
@@ -134,6 +141,7 @@ class ShadowRunner:
         self.store = store
         self.max_share = max_share
         self.clock = clock
+        self.on_disagreement = on_disagreement
         self.stats = ShadowStats()
         self._queue: queue.Queue[object] = queue.Queue(maxsize=max(1, queue_size))
         self._resume_at = 0.0
@@ -210,3 +218,8 @@ class ShadowRunner:
             except Exception:  # noqa: BLE001 - a DB outage loses shadow rows, nothing else
                 log.exception("shadow result of frame %s not stored", live.frame_id)
                 self.stats.store_errors += 1
+        if record.disagreement is not None and self.on_disagreement is not None:
+            try:
+                self.on_disagreement(image, live, record)
+            except Exception:  # noqa: BLE001 - the hook never ends the shadow
+                log.exception("disagreement hook failed on frame %s", live.frame_id)

@@ -2,8 +2,10 @@
 
 :class:`WatchedInspector` stands in for :class:`inference.pipeline.Inspector` in the worker
 (``inspect_frame`` and every other attribute are the live inspector's): after each live
-inspection it feeds the line's :class:`inference.drift.DriftMonitor` and offers the frame to
-the :class:`inference.shadow.ShadowRunner`. Errors of either are logged, never raised, and the
+inspection it feeds the line's :class:`inference.drift.DriftMonitor`, offers the frame to
+the :class:`inference.shadow.ShadowRunner` and to the review sampler
+(:class:`inference.review_sampler.ReviewSampler`: uncertain scores, drift windows). Errors of
+any of them are logged, never raised, and the
 live result is returned unchanged. The drift statistics cost about 2 ms of CPU per 1296 x 966
 frame on the worker's thread; the shadow runs on its own thread within its budget.
 """
@@ -17,6 +19,7 @@ from core.frame import Frame
 from core.result import InspectionResult
 from inference.drift import DriftMonitor
 from inference.pipeline import Inspector
+from inference.review_sampler import ReviewSampler
 from inference.shadow import ShadowRunner
 
 log = logging.getLogger(__name__)
@@ -38,29 +41,38 @@ class WatchedInspector:
         inspector: Inspector,
         drift: DriftMonitor | None = None,
         shadow: ShadowRunner | None = None,
+        sampler: ReviewSampler | None = None,
     ) -> None:
-        """Watch ``inspector``'s results with ``drift`` and ``shadow`` (either may be None)."""
+        """Watch ``inspector``'s results with ``drift``, ``shadow`` and the review
+        ``sampler`` (any may be None)."""
         self.live = inspector
         self.drift = drift
         self.shadow = shadow
+        self.sampler = sampler
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.live, name)
 
     def inspect_frame(self, frame: Frame) -> InspectionResult:
-        """The live inspection of ``frame``; then drift statistics and the shadow offer."""
+        """The live inspection of ``frame``; then drift statistics, the shadow offer and the
+        review sampling."""
         result = self.live.inspect_frame(frame)
         image = frame.array()
+        distance = None
         if self.drift is not None:
             try:
-                self.drift.observe(image, result)
+                distance = self.drift.observe(image, result).distance
             except Exception:  # noqa: BLE001 - statistics never cost a verdict
                 log.exception("drift statistics failed on frame %s", frame.frame_id)
         if self.shadow is not None:
             self.shadow.offer(image, result)
+        if self.sampler is not None:
+            self.sampler.consider(image, result, distance)
         return result
 
     def close(self) -> None:
-        """Stop the shadow thread (after the frames it holds)."""
+        """Stop the shadow and sampler threads (after the frames they hold)."""
         if self.shadow is not None:
             self.shadow.close()
+        if self.sampler is not None:
+            self.sampler.close()
