@@ -271,13 +271,22 @@ class Recipe(_Strict):
         return self
 
 
-def load_recipe(name_or_path: str | Path, settings: Settings | None = None) -> Recipe:
-    """Load a recipe by file stem (from ``recipes_dir``) or by path."""
+def recipe_path(name_or_path: str | Path, settings: Settings | None = None) -> Path:
+    """The YAML file of a recipe given by file stem (in ``recipes_dir``) or by path."""
     p = Path(name_or_path)
     if not p.suffix:
         base = settings.recipes_dir if settings else RECIPES_DIR
         p = base / f"{name_or_path}.yaml"
     if not p.exists():
         raise FileNotFoundError(f"recipe not found: {p}")
-    data = yaml.safe_load(p.read_text()) or {}
-    return Recipe.model_validate(data)
+    return p
+
+
+def parse_recipe(text: str) -> Recipe:
+    """A recipe from its YAML text (ValueError when it is not a valid recipe)."""
+    return Recipe.model_validate(yaml.safe_load(text) or {})
+
+
+def load_recipe(name_or_path: str | Path, settings: Settings | None = None) -> Recipe:
+    """Load a recipe by file stem (from ``recipes_dir``) or by path."""
+    return parse_recipe(recipe_path(name_or_path, settings).read_text())

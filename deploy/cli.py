@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from deploy import plc_cli as _plc_cli
+from deploy import promote_cli as _promote_cli
 
 app = typer.Typer(help="lineinspect: inline surface inspection", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks that print figures", no_args_is_help=True)
@@ -569,6 +570,13 @@ def replay_cmd(
         f"{report['replayed']} frames replayed ({len(report['skipped'])} skipped: image gone), "
         f"{len(report['flipped'])} flip; wrote {js} and {page}"
     )
+
+
+# issue 21.3: promotion with a record, and the drift reference reset (deploy/promote_cli.py)
+app.add_typer(_promote_cli.drift_app, name="drift")
+app.command("promote")(_promote_cli.promote)
+app.command("rollback")(_promote_cli.rollback)
+app.command("recipe-history")(_promote_cli.recipe_history)
 
 
 def main() -> None:

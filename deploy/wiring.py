@@ -11,22 +11,29 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from acquisition.worker import AcquisitionStats, run_acquisition
 from core.recipe import Recipe
 from core.redis_conn import connect
 from core.settings import Settings
 from inference.drift import DriftMonitor
 from inference.pipeline import Inspector
+from inference.recipe_watch import RecipeWatch
 from inference.review_sampler import KeepImage, ReviewSampler
 from inference.shadow import ShadowRunner, candidate_recipe
 from inference.watched import WatchedInspector, segmenter_tile
 from inference.worker import InferenceStats, run_inference
 from storage.db import get_engine
 from storage.images import ImageStore
+from storage.promotions import PromotionStore
 from storage.repository import InspectionRepository
 from storage.review_queue import ReviewQueue
 
 log = logging.getLogger(__name__)
+
+#: Seconds between a worker's polls of its line's promoted recipe (one row read).
+RECIPE_POLL_S = 2.0
 
 
 def open_storage(settings: Settings) -> tuple[InspectionRepository, ImageStore]:
@@ -87,19 +94,53 @@ def watched_inspector(
     return WatchedInspector(live, drift, shadow, sampler)
 
 
+def line_inspector(
+    settings: Settings, recipe: Recipe, store: PromotionStore,
+    inspector: Inspector | None = None, poll_s: float = RECIPE_POLL_S,
+) -> RecipeWatch:
+    """The line's inspector (:func:`watched_inspector`) that follows its promoted recipe
+    (:class:`inference.recipe_watch.RecipeWatch`): the recipe promoted in ``store`` for
+    ``settings.line_id`` wins over the configured ``recipe`` (and a preloaded ``inspector``
+    of it), so a restart keeps a promotion. An unreadable store at start-up is logged: the
+    worker starts on ``recipe`` and switches at the first poll that reads it."""
+    line = settings.line_id
+    try:
+        active = store.active(line)
+    except SQLAlchemyError as exc:
+        log.warning("line %s: promoted recipe not readable (%s); starting on %s", line, exc,
+                    recipe.name)
+        active = None
+    if active is not None and active.current.recipe() != recipe:
+        log.warning("line %s: running its promoted recipe %s (switch %d), not the "
+                    "configured %s", line, active.current.name, active.version, recipe.name)
+        recipe, inspector = active.current.recipe(), None
+
+    def build() -> tuple[int, WatchedInspector]:
+        now = store.active(line)
+        promoted = now.current.recipe() if now is not None else recipe
+        return (now.version if now is not None else 0), watched_inspector(settings, promoted)
+
+    return RecipeWatch(line, watched_inspector(settings, recipe, inspector),
+                       active.version if active is not None else 0,
+                       lambda: store.version(line), build, poll_s=poll_s)
+
+
 def run_inference_worker(
     settings: Settings, recipe: Recipe, stop: threading.Event | None = None, **options: Any
 ) -> InferenceStats:
     """:func:`inference.worker.run_inference` on the storage of ``settings``, the inspector
-    watched by drift statistics and the recipe's shadow (:func:`watched_inspector`);
-    ``options`` are passed on (``inspector``, ``stages``, ``block_ms``, ...)."""
+    watched by drift statistics and the recipe's shadow (:func:`watched_inspector`) and
+    following the line's promoted recipe (:func:`line_inspector`, polled every
+    ``recipe_poll_s``); ``options`` are passed on (``inspector``, ``stages``, ...)."""
     repository, image_store = open_storage(settings)
-    watched = watched_inspector(settings, recipe, options.pop("inspector", None))
+    watch = line_inspector(settings, recipe, PromotionStore(repository.engine),
+                           options.pop("inspector", None),
+                           options.pop("recipe_poll_s", RECIPE_POLL_S))
     try:
-        return run_inference(settings, recipe, repository, image_store, stop=stop,
-                             inspector=watched, **options)  # type: ignore[arg-type]
+        return run_inference(settings, watch.recipe, repository, image_store, stop=stop,
+                             inspector=watch, **options)  # type: ignore[arg-type]
     finally:
-        watched.close()
+        watch.close()
 
 
 def logged_frame_id_floor(settings: Settings) -> Callable[[], int | None]:

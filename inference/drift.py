@@ -22,7 +22,9 @@ signature and the line's **reference** - the mean signature of the first ``drift
 frames the line ever inspected. The reference is kept in Redis (``drift:ref:{line}``), so a
 restarted worker compares against the same reference, not against the drifted frames it starts
 on; :func:`reset_reference` (after a deliberate change: new lighting, new product) starts a new
-one. The alert rules (deploy/prometheus/alerts.yml) fire on the exported series.
+one (every running monitor of the line notices its reset token within a second and starts its
+window and reference anew). The alert rules (deploy/prometheus/alerts.yml) fire on the
+exported series.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
+import uuid
 from collections import deque
 from dataclasses import dataclass
 
@@ -127,9 +131,23 @@ def hellinger(p: np.ndarray, q: np.ndarray) -> float:
     return float(np.sqrt(max(0.0, 1.0 - bc)))
 
 
-def reset_reference(r: redis.Redis, line_id: str) -> None:
-    """Forget a line's drift reference: the next ``drift.reference`` frames make a new one."""
-    r.delete(reference_key(line_id))
+def reset_key(line_id: str) -> str:
+    """Redis key of a line's latest reference reset (a random token per reset)."""
+    return f"drift:reset:{line_id}"
+
+
+def reset_reference(r: redis.Redis, line_id: str) -> str:
+    """Forget a line's drift reference: the next ``drift.reference`` frames make a new one.
+
+    Deletes the stored reference and writes a new reset token; every running
+    :class:`DriftMonitor` of the line sees the token within ``check_s`` and starts its
+    reference and window anew. Returns the token."""
+    token = uuid.uuid4().hex
+    pipe = r.pipeline(transaction=True)
+    pipe.delete(reference_key(line_id))
+    pipe.set(reset_key(line_id), token)
+    pipe.execute()
+    return token
 
 
 @dataclass(frozen=True)
@@ -155,18 +173,23 @@ class DriftMonitor:
         *,
         tile: int = 224,
         redis_client: redis.Redis | None = None,
+        check_s: float = 1.0,
     ) -> None:
         """``tile``: grid cell of the flagged-tile share (the segmenter's tile);
-        ``redis_client``: where the reference is kept (None: in this process only)."""
+        ``redis_client``: where the reference is kept (None: in this process only);
+        ``check_s``: seconds between looks for a reset (:func:`reset_reference`)."""
         self.line = line_id
         self.spec = spec or DriftSpec()
         self.tile = tile
         self.r = redis_client
+        self.check_s = check_s
         self._window: deque[FrameStats] = deque(maxlen=self.spec.window)
         self._ref_sum = np.zeros(GRAY_BINS + GRADIENT_BINS)
         self._ref_n = 0
         self._reference: np.ndarray | None = None
         self._lock = threading.Lock()
+        self._reset_token = self._read_reset_token()
+        self._checked = time.monotonic()
         self._load_reference()
 
     @property
@@ -187,6 +210,32 @@ class DriftMonitor:
             self._reference = np.asarray(data["signature"], dtype=np.float64)
             self._ref_n = int(data["n"])
 
+    def _read_reset_token(self) -> bytes | None:
+        if self.r is None:
+            return None
+        try:
+            return self.r.get(reset_key(self.line))
+        except redis.RedisError as exc:
+            log.warning("drift reset token of %s not readable (%s)", self.line, exc)
+            return None
+
+    def _follow_reset(self) -> None:
+        """Start anew (reference and window) when the line's reset token changed."""
+        now = time.monotonic()
+        if self.r is None or now - self._checked < self.check_s:
+            return
+        self._checked = now
+        token = self._read_reset_token()
+        if token is None or token == self._reset_token:
+            return
+        self._reset_token = token
+        self._window.clear()
+        self._ref_sum = np.zeros(GRAY_BINS + GRADIENT_BINS)
+        self._ref_n = 0
+        self._reference = None
+        log.warning("drift reference of %s was reset: the next %d frames make a new one",
+                    self.line, self.spec.reference)
+
     def _store_reference(self) -> None:
         if self.r is None or self._reference is None:
             return
@@ -204,6 +253,7 @@ class DriftMonitor:
         for d in result.defects:
             DEFECT_SCORE.labels(line=self.line, model=d.model).observe(d.score)
         with self._lock:
+            self._follow_reset()
             self._window.append(stats)
             if self._reference is None:
                 self._ref_sum += stats.signature
