@@ -15,9 +15,14 @@ emulator's "sensor" is 4096 x 4096; when it replays image files (``ImageFilename
 ``Settings.emulator_frames_dir``) its geometry is set to the size of the first file, so a
 replayed frame arrives pixel for pixel; without files it keeps its current geometry.
 
-Hardware trigger mode: ``TriggerSelector=FrameStart``, ``TriggerMode=On`` with the recipe's
-source and activation, and ``AcquisitionFrameRateEnable`` off (the trigger paces the camera).
-Free-run: every trigger selector that exists is switched off and the frame rate is enabled.
+Trigger modes (``trigger_mode``): ``hardware`` sets ``TriggerSelector=FrameStart``,
+``TriggerMode=On`` with the recipe's source and activation; ``software`` the same with
+``TriggerSource=Software`` (``TriggerSoftware`` is the edge). Both switch
+``AcquisitionFrameRateEnable`` off (the trigger paces the camera); every other trigger
+selector is off. Free-run: every trigger selector that exists is switched off and the frame
+rate is enabled. Chunk data: the emulator has ``ChunkModeActive`` but no ``ChunkSelector``,
+and ``StartGrabbing`` with it on fails ("No chunk node map description available"), so the
+part id is the grab result's BlockID, not a chunk counter (docs/DECISIONS.md).
 
 The emulator (pylon 26.9, ``PYLON_CAMEMU``) exposes ``Width``/``Height``/``OffsetX/Y``,
 ``WidthMax``/``HeightMax``, ``PixelFormat``, ``ExposureTime`` (+ ``Abs``/``Raw``), ``Gain``
@@ -306,36 +311,48 @@ def _apply_exposure_gain(w: NodeWriter, cs: CameraSettings) -> None:
         w.skipped["Gain"] = "missing or not writable (GainAbs/GainRaw too)"
 
 
+def _trigger_source(cs: CameraSettings) -> str:
+    """The ``TriggerSource`` of a triggered recipe (``Software`` in software-trigger mode)."""
+    return "Software" if cs.trigger_mode == "software" else cs.trigger_source
+
+
+def _arm_trigger(w: NodeWriter, cs: CameraSettings) -> bool:
+    """``TriggerMode=On`` with the recipe's source (and activation, for a line input)."""
+    armed = w.set("TriggerMode", "On") and w.set("TriggerSource", _trigger_source(cs))
+    if cs.trigger_mode == "hardware":
+        armed = w.set("TriggerActivation", cs.trigger_activation) and armed
+    return armed
+
+
 def _apply_trigger_and_rate(w: NodeWriter, cs: CameraSettings, frame_rate: float) -> None:
     if w.has("AcquisitionMode"):
         w.set("AcquisitionMode", "Continuous")
     selectors = w.symbolics("TriggerSelector")
-    hardware = cs.trigger_mode == "hardware"
+    triggered = cs.triggered
     armed = False
     for sel in ("AcquisitionStart", "FrameBurstStart", "FrameStart"):
         if sel not in selectors or not w.set("TriggerSelector", sel, record=False):
             continue
-        on = hardware and sel == "FrameStart"
         w.prefix = f"{sel}."
-        ok = w.set("TriggerMode", "On" if on else "Off")
-        if on:
-            armed = ok and w.set("TriggerSource", cs.trigger_source)
-            armed = w.set("TriggerActivation", cs.trigger_activation) and armed
+        if triggered and sel == "FrameStart":
+            armed = _arm_trigger(w, cs)
+        else:
+            w.set("TriggerMode", "Off")
         w.prefix = ""
     if not selectors and w.has("TriggerMode"):  # a camera with a single trigger
-        ok = w.set("TriggerMode", "On" if hardware else "Off")
-        if hardware:
-            armed = ok and w.set("TriggerSource", cs.trigger_source)
-            armed = w.set("TriggerActivation", cs.trigger_activation) and armed
-    if hardware and not armed:
+        if triggered:
+            armed = _arm_trigger(w, cs)
+        else:
+            w.set("TriggerMode", "Off")
+    if triggered and not armed:
         raise CameraError(
-            f"hardware trigger {cs.trigger_source}/{cs.trigger_activation} cannot be set: "
-            f"{w.skipped}"
+            f"{cs.trigger_mode} trigger {_trigger_source(cs)}/{cs.trigger_activation} cannot "
+            f"be set: {w.skipped}"
         )
 
     if w.has("AcquisitionFrameRateEnable"):
-        w.set("AcquisitionFrameRateEnable", not hardware and frame_rate > 0)
-    if not hardware and frame_rate > 0:
+        w.set("AcquisitionFrameRateEnable", not triggered and frame_rate > 0)
+    if not triggered and frame_rate > 0:
         w.first(("AcquisitionFrameRate", "AcquisitionFrameRateAbs"), frame_rate)
 
 

@@ -50,6 +50,20 @@ largest of the three; it retries with back-off until the log answers. While runn
 tracker keeps its last id in memory, so a Redis restart under a running worker changes
 nothing.
 
+Trigger mode = parts
+--------------------
+With ``trigger_mode`` ``hardware`` or ``software`` one trigger is one frame is one part, and
+the line frame id is the part id (``Frame.part_id``): it comes from the camera's BlockID, so
+a part the camera counted but the host never received complete still has its id. An
+incomplete/failed buffer (``GrabSucceeded`` false, BlockID known) is streamed as a frame
+without pixels, ``missed = grab_failed``; a gap of n in the BlockID sequence streams the n
+missing part ids, ``missed = part_missed`` - before the frame after the gap, so the stream
+stays in part order. The inference worker logs them ``UNKNOWN`` with that reason through
+its normal write path (result sequence, REST, Modbus, OPC UA). A trigger the camera ignored
+(it was still busy) consumes no BlockID and is invisible here: the PLC compares its own
+trigger count with the part ids (docs/PLC.md). In free-run nothing of this changes: a lost
+frame is a counted drop, not a result.
+
 Counters
 --------
 ``FRAMES`` counts complete frames. Dropped (``FRAMES_DROPPED``) = BlockID gaps + incomplete
@@ -97,7 +111,7 @@ from pypylon import genicam, pylon
 
 from acquisition.camera import close_camera, open_camera
 from core.bus import last_frame_id_key, set_camera_status, stream_key
-from core.frame import Frame
+from core.frame import Frame, missed_part
 from core.metrics import (
     CAMERA_CONNECTED,
     CAMERA_RECONNECTS,
@@ -122,6 +136,8 @@ _INVALID_BLOCK_ID = 2**64 - 1
 _BLOCK_ID_16 = 65535
 #: No camera produces more frames per second than this: a larger jump is a new sequence.
 _MAX_PLAUSIBLE_FPS = 2000.0
+#: ``Frame.missed`` reasons of a part without a complete image.
+GRAB_FAILED, PART_MISSED = "grab_failed", "part_missed"
 
 _PIXEL_TYPES = {
     pylon.PixelType_Mono8: "Mono8",
@@ -150,6 +166,8 @@ class AcquisitionStats:
     trimmed_unread: int = 0
     #: Camera re-open attempts.
     reconnects: int = 0
+    #: Trigger mode: parts streamed without an image (``grab_failed``/``part_missed``).
+    missed_parts: int = 0
     #: Line frame id of the last frame written (or seen), None before the first.
     last_frame_id: int | None = None
     connected: bool = False
@@ -320,7 +338,8 @@ class AcquisitionWorker:
         self.info: dict[str, Any] = {}
         self.ids = FrameIdTracker()
         self.trim = TrimMonitor(self.maxlen)
-        self._free_run = recipe.camera.trigger_mode == "free_run"
+        #: one frame per trigger: frame ids are part ids, lost ones are streamed as missed
+        self._triggered = recipe.camera.triggered
         rate = settings.frame_rate or recipe.camera.frame_rate
         self._watchdog_s = max(3.0, 10.0 / rate) if rate > 0 else 3.0
         self._connected_gauge = CAMERA_CONNECTED.labels(line=self.line)
@@ -423,7 +442,7 @@ class AcquisitionWorker:
             return None
         now = time.monotonic()
         if res is None or not res.IsValid():
-            if self._free_run and now - self._last_buffer_t > self._watchdog_s:
+            if not self._triggered and now - self._last_buffer_t > self._watchdog_s:
                 self._log_error("camera %s: no frame for %.1f s", self.info.get("serial"),
                                 now - self._last_buffer_t)
                 return None
@@ -446,6 +465,9 @@ class AcquisitionWorker:
         if gap:
             st.gaps += gap
             self._drop(gap)
+            if self._triggered:  # every part the camera counted gets its result
+                for part in range(frame_id - gap, frame_id):
+                    self._publish_missed(part, PART_MISSED, host_ts)
         if not res.GrabSucceeded():
             st.incomplete += 1
             FRAMES_INCOMPLETE.labels(line=self.line).inc()
@@ -454,6 +476,8 @@ class AcquisitionWorker:
                 "frame %d (camera id %s) incomplete: 0x%X %s", frame_id, raw,
                 res.GetErrorCode() & 0xFFFFFFFF, res.GetErrorDescription(),
             )
+            if self._triggered:
+                self._publish_missed(frame_id, GRAB_FAILED, host_ts, _timestamp(res))
             st.last_frame_id = frame_id
             return False
         arr = res.GetArray()
@@ -470,6 +494,7 @@ class AcquisitionWorker:
             height=int(arr.shape[0]),
             pixel_format=pixel_format,
             data=np.ascontiguousarray(arr).tobytes(),
+            part_id=frame_id if self._triggered else None,
         )
         st.grabbed += 1
         st.first_frame_at = st.first_frame_at or host_ts
@@ -482,6 +507,13 @@ class AcquisitionWorker:
         self.stages.add("stream_write", time.perf_counter() - t_write)
         st.last_frame_id = frame_id
         return True
+
+    def _publish_missed(self, part_id: int, reason: str, host_ts: float,
+                        camera_ts: int = 0) -> None:
+        """Stream the record of a part without a complete image (logged ``UNKNOWN``)."""
+        self.stats.missed_parts += 1
+        self._log_error("line %s part %d: %s, streamed as UNKNOWN", self.line, part_id, reason)
+        self._publish(missed_part(self.line, part_id, reason, host_ts, camera_ts))
 
     # ------------------------------------------------------------------ Redis
 
@@ -536,7 +568,8 @@ class AcquisitionWorker:
             self._drop(1)
             self._log_error("frame %d not written to %s: %s", frame.frame_id, self.key, exc)
             return
-        self.stats.streamed += 1
+        if not frame.missed:
+            self.stats.streamed += 1
         delivered = (0, 0)
         if isinstance(groups, list) and groups:
             delivered = min(_parse_id(g["last-delivered-id"]) for g in groups)
@@ -581,7 +614,8 @@ class AcquisitionWorker:
             "line_id": self.line,
             "stats": {
                 k: v for k, v in self.stats.as_dict().items()
-                if k in ("grabbed", "dropped", "incomplete", "reconnects", "last_frame_id", "fps")
+                if k in ("grabbed", "dropped", "incomplete", "reconnects", "last_frame_id", "fps",
+                         "missed_parts")
             },
         }
         try:
@@ -611,6 +645,14 @@ def _frame_counter(res: pylon.GrabResult) -> int | None:
         return int(res.GetImageNumber())
     except genicam.GenericException:
         return None
+
+
+def _timestamp(res: pylon.GrabResult) -> int:
+    """The camera timestamp of a (possibly failed) grab result; 0 when it has none."""
+    try:
+        return int(res.GetTimeStamp())
+    except genicam.GenericException:
+        return 0
 
 
 def _convert(res: pylon.GrabResult) -> np.ndarray:

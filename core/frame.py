@@ -23,6 +23,13 @@ class Frame:
     height: int
     pixel_format: str
     data: bytes
+    #: Trigger mode: the part this frame is (= ``frame_id``, the camera's BlockID sequence);
+    #: None in free-run.
+    part_id: int | None = None
+    #: Set (``grab_failed``, ``part_missed``) when the camera's buffer for this part was
+    #: incomplete or never arrived: the entry has no pixels (0 x 0) and is logged
+    #: ``UNKNOWN`` with this reason without inspection (:func:`missed_part`).
+    missed: str = ""
 
     @property
     def channels(self) -> int:
@@ -40,8 +47,8 @@ class Frame:
         return np.frombuffer(self.data, dtype=np.uint8).reshape(shape)
 
     def to_fields(self) -> dict[str, bytes | str | int | float]:
-        """Fields for ``XADD``."""
-        return {
+        """Fields for ``XADD`` (``part_id`` and ``missed`` only when set)."""
+        fields: dict[str, bytes | str | int | float] = {
             "line_id": self.line_id,
             "frame_id": self.frame_id,
             "camera_ts": self.camera_ts,
@@ -51,6 +58,11 @@ class Frame:
             "pixel_format": self.pixel_format,
             "data": self.data,
         }
+        if self.part_id is not None:
+            fields["part_id"] = self.part_id
+        if self.missed:
+            fields["missed"] = self.missed
+        return fields
 
     @classmethod
     def from_fields(cls, fields: dict[bytes, bytes]) -> Frame:
@@ -68,4 +80,18 @@ class Frame:
             height=int(s("height")),
             pixel_format=s("pixel_format"),
             data=fields[b"data"],
+            part_id=int(s("part_id")) if b"part_id" in fields else None,
+            missed=s("missed") if b"missed" in fields else "",
         )
+
+
+def missed_part(
+    line_id: str, part_id: int, reason: str, host_ts: float, camera_ts: int = 0
+) -> Frame:
+    """The stream entry of a part whose image never arrived complete: no pixels, ``missed``
+    = ``reason`` (``grab_failed``: incomplete/failed buffer; ``part_missed``: a gap in the
+    camera's frame counter). It travels the normal path and is logged ``UNKNOWN``."""
+    return Frame(
+        line_id=line_id, frame_id=part_id, camera_ts=camera_ts, host_ts=host_ts, width=0,
+        height=0, pixel_format="Mono8", data=b"", part_id=part_id, missed=reason,
+    )

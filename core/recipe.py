@@ -64,10 +64,18 @@ class CameraSettings(_Strict):
     exposure_us: float = 3000.0
     gain_db: float = 0.0
     frame_rate: float = 30.0
-    trigger_mode: Literal["free_run", "hardware"] = "free_run"
+    #: ``hardware``: each edge on ``trigger_source`` is one part; ``software``: the same with
+    #: ``TriggerSource=Software`` (``TriggerSoftware`` is the edge; tests, commissioning). In
+    #: both trigger modes the frame id is the part id (docs/DECISIONS.md, "Trigger = parts").
+    trigger_mode: Literal["free_run", "hardware", "software"] = "free_run"
     trigger_source: str = "Line1"
     trigger_activation: str = "RisingEdge"
     transport: TransportSettings = Field(default_factory=TransportSettings)
+
+    @property
+    def triggered(self) -> bool:
+        """One frame per trigger (hardware or software): frames are parts."""
+        return self.trigger_mode != "free_run"
 
 
 class ModelSpec(_Strict):
