@@ -61,6 +61,12 @@ class InspectionResult(BaseModel):
     brightness: float = 0.0
     #: class names indexed by the values of ``mask`` (index 0 = background)
     mask_classes: list[str] = Field(default_factory=lambda: ["background"])
+    #: trigger mode: the part this frame is (= ``frame_id``); None in free-run
+    part_id: int | None = None
+    #: why an ``UNKNOWN`` result was not inspected: ``grab_failed`` / ``part_missed`` (the
+    #: part's image never arrived complete), ``overloaded`` (skipped, ``inference.backlog``);
+    #: None for an inspected frame
+    unknown_reason: str | None = None
     #: frame-level class-indexed mask (not serialised)
     mask: np.ndarray | None = Field(default=None, exclude=True)
 
@@ -89,4 +95,6 @@ class InspectionResult(BaseModel):
             "height": self.height,
             "brightness": round(self.brightness, 3),
             "mask_classes": self.mask_classes,
+            "part_id": self.part_id,
+            "unknown_reason": self.unknown_reason,
         }

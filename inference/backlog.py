@@ -94,8 +94,12 @@ class BacklogGuard:
         self.report()
         return skip
 
-    def not_inspected(self, frame: Frame, recipe: str) -> InspectionResult:
-        """The log entry of a skipped frame: verdict ``UNKNOWN``, no defects, no models."""
+    def not_inspected(
+        self, frame: Frame, recipe: str, reason: str = "overloaded"
+    ) -> InspectionResult:
+        """The log entry of a frame that is not inspected: verdict ``UNKNOWN`` with
+        ``unknown_reason`` = ``reason``, no defects, no models. ``overloaded`` for a skipped
+        frame; a part whose image never arrived (``frame.missed``) passes its own reason."""
         return InspectionResult(
             line_id=frame.line_id,
             frame_id=int(frame.frame_id),
@@ -105,6 +109,8 @@ class BacklogGuard:
             recipe=recipe,
             width=frame.width,
             height=frame.height,
+            part_id=frame.part_id,
+            unknown_reason=reason,
         )
 
     def published(self, result: InspectionResult) -> None:

@@ -5,8 +5,12 @@ Delivery guarantees (docs/CONTRACT.md), per stream entry, in this order:
 1. decode the :class:`~core.frame.Frame`; an entry that cannot be decoded (missing
    fields, wrong byte count, trimmed away while pending) is acked, counted in
    ``lineinspect_frames_dropped_total`` and logged as an error - never inspected;
-2. :meth:`Inspector.inspect_frame`; an exception here is a frame that cannot be inspected:
-   logged with its traceback, acked and counted as dropped (retrying would fail the same way);
+2. :meth:`Inspector.inspect_frame` - except a trigger-mode part whose image never arrived
+   (``Frame.missed``: ``grab_failed``/``part_missed``) or a frame that waited too long
+   (``overloaded``): logged ``UNKNOWN`` with that ``unknown_reason``, uninspected, through
+   steps 3-7 like any frame. An exception in the inspection is a frame that cannot be
+   inspected: logged with its traceback, acked and counted as dropped (retrying would fail
+   the same way);
 3. ``repository.save(result) -> (id, created)`` - idempotent per ``(line, frame_id)`` (unique
    constraint), so a frame re-delivered after a crash is logged once (``created`` False);
 4. NG frames (and OK ones when ``retain_ok_images``): ``image_store.save(...)`` then
@@ -346,11 +350,17 @@ class _Worker:
 
     # -- one entry --------------------------------------------------------------------------
     def _inspect(self, frame: Frame) -> InspectionResult:
-        """Inspect ``frame``, unless it waited longer than the recipe allows: then it is
-        logged ``UNKNOWN`` without inspection and counted (:mod:`inference.backlog`)."""
+        """Inspect ``frame``, unless it is a part whose image never arrived (``missed``) or
+        it waited longer than the recipe allows: then it is logged ``UNKNOWN`` without
+        inspection, with the reason (:mod:`inference.backlog`)."""
+        recipe = self.inspector.recipe.name
+        if frame.missed:
+            return self.backlog.not_inspected(frame, recipe, frame.missed)
         if self.backlog.too_old(frame):
-            return self.backlog.not_inspected(frame, self.inspector.recipe.name)
-        return self.inspector.inspect_frame(frame)
+            return self.backlog.not_inspected(frame, recipe)
+        result = self.inspector.inspect_frame(frame)
+        result.part_id = frame.part_id
+        return result
 
     def _drop(self, entry_id: bytes, why: str) -> None:
         log.error("dropping stream entry %s of %s: %s", entry_id, self.key, why)
@@ -414,7 +424,7 @@ class _Worker:
             raise _CommitError(f"save of frame {frame.frame_id}") from exc
         result.inspection_id = inspection_id
         retain = result.verdict == "NG" or self.settings.retain_ok_images
-        if retain and self.image_store is not None:
+        if retain and frame.data and self.image_store is not None:  # a missed part: no pixels
             try:
                 image_path, mask_path = self.image_store.save(
                     result.line_id,

@@ -116,6 +116,10 @@ class Inspection(Base):
     created_at: Mapped[datetime] = mapped_column(
         UTCDateTime(), default=utcnow, server_default=func.current_timestamp()
     )
+    #: trigger mode: the part this frame is (= frame_id); NULL in free-run (0008)
+    part_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    #: why an UNKNOWN row was not inspected: grab_failed, part_missed, overloaded (0008)
+    unknown_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
     defects: Mapped[list[Defect]] = relationship(
         back_populates="inspection",

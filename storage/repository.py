@@ -167,6 +167,8 @@ def _result(row: InspectionRow) -> InspectionResult:
         height=row.height,
         brightness=row.brightness,
         mask_classes=list(row.mask_classes or ["background"]),
+        part_id=row.part_id,
+        unknown_reason=row.unknown_reason,
     )
 
 
@@ -215,6 +217,8 @@ class InspectionRepository:
             "mask_classes": list(result.mask_classes),
             "reviewed": False,
             "created_at": datetime.now(UTC),
+            "part_id": None if result.part_id is None else int(result.part_id),
+            "unknown_reason": result.unknown_reason,
         }
         dialect_insert = sqlite.insert if self._sqlite else postgresql.insert
         stmt = (
