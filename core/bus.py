@@ -236,9 +236,12 @@ def defect_counts(record: dict[str, Any] | None) -> dict[str, int]:
 
 def compact_result(record: dict[str, Any]) -> dict[str, Any]:
     """The entry of the result sequence for a verdict record: ids, time, verdict, code,
-    ``counts`` (defect class -> number of defects), latency and recipe."""
+    ``counts`` (defect class -> number of defects), latency, recipe, and in trigger mode the
+    ``part_id`` (None in free-run) with the ``unknown_reason`` of an uninspected part."""
     return {
         "frame_id": record.get("frame_id"),
+        "part_id": record.get("part_id"),
+        "unknown_reason": record.get("unknown_reason"),
         "inspection_id": record.get("inspection_id"),
         "captured_at": record.get("captured_at"),
         "verdict": record.get("verdict"),

@@ -30,7 +30,7 @@ REGISTERS: dict[str, tuple[int, int]] = {
     "LAST_RESULT_ID": (4, 2), "VERDICT_RESULT_ID": (6, 2), "VERDICT_FRAME_ID": (8, 2),
     "NG_COUNT": (10, 2), "ACK_RESULT_ID": (12, 2), "PENDING": (14, 1), "NG_SINCE_ACK": (15, 1),
     "FLAGS": (16, 1), "AGE_MS": (17, 1), "COMMAND": (18, 1), "BUFFER_COUNT": (19, 1),
-    "RECIPE": (20, 8), "BUFFER": (30, 6 * BUFFER_SIZE),
+    "RECIPE": (20, 8), "VERDICT_PART_ID": (28, 2), "BUFFER": (30, 6 * BUFFER_SIZE),
 }
 #: Registers of one buffer entry: result id (2), code, frame id (2), number of defects.
 ENTRY = 6
@@ -84,6 +84,7 @@ def encode(view: LineView, heartbeat: int, writable: bool) -> list[int]:
     put("AGE_MS", [0xFFFF if age is None else _u16(abs(age))])
     put("BUFFER_COUNT", [len(s.buffer)])
     put("RECIPE", _ascii(str(a.get("recipe") or ""), REGISTERS["RECIPE"][1]))
+    put("VERDICT_PART_ID", _u32(a.get("part_id")))  # 0: free-run (not a part)
     entries: list[int] = []
     for r in s.buffer:
         entries += [*_u32(r["result_id"]), _u16(r.get("code")), *_u32(r.get("frame_id")),

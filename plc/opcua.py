@@ -11,7 +11,8 @@ Address space (namespace ``urn:lineinspect:plc``, string node ids; docs/PLC.md):
   ``Types/EventTypes/BaseEventType/<ns>:ResultReadyEventType``), fired by the line
   object for every new result id: ``LineId``, ``ResultId``, ``ResultState`` (verdict code),
   ``Verdict``, ``FrameId``, ``JobId`` (recipe), ``DefectSummary`` (JSON defects per class),
-  ``ProcessingTimeMs``.
+  ``ProcessingTimeMs``, ``PartId`` (trigger mode; 0 in free-run) and ``UnknownReason``
+  (``grab_failed``, ``part_missed``, ``overloaded`` for an uninspected result, else empty).
 
 Security: only ``Basic256Sha256`` Sign & Encrypt unless ``opcua_allow_insecure`` (asyncua
 would offer ``NoSecurity`` too); a self-signed application certificate is created on first
@@ -69,6 +70,7 @@ EVENT_FIELDS: list[tuple[str, ua.VariantType]] = [
     ("ResultState", ua.VariantType.Int32), ("Verdict", ua.VariantType.String),
     ("FrameId", ua.VariantType.UInt64), ("JobId", ua.VariantType.String),
     ("DefectSummary", ua.VariantType.String), ("ProcessingTimeMs", ua.VariantType.Double),
+    ("PartId", ua.VariantType.UInt64), ("UnknownReason", ua.VariantType.String),
 ]
 #: Longest wait for a result event before the variables are refreshed anyway (staleness).
 REFRESH_S = 0.05
@@ -238,6 +240,8 @@ class OpcUaServer:
                 ev.FrameId, ev.JobId = int(res.get("frame_id") or 0), str(res.get("recipe") or "")
                 ev.DefectSummary = json.dumps(res.get("counts") or {})
                 ev.ProcessingTimeMs = float(res.get("latency_ms") or 0.0)
+                ev.PartId = int(res.get("part_id") or 0)  # 0: free-run, not a part
+                ev.UnknownReason = str(res.get("unknown_reason") or "")
                 ev.Message = ua.LocalizedText(f"{line} result {res['result_id']}: {ev.Verdict}")
                 ev.Severity = 700 if ev.ResultState == 1 else 100
                 await gen.trigger()
