@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from deploy import plc_cli as _plc_cli
+from deploy import soak_cli as _soak_cli
 from deploy import promote_cli as _promote_cli
 
 app = typer.Typer(help="lineinspect: inline surface inspection", no_args_is_help=True)
@@ -26,6 +27,7 @@ bench_app = typer.Typer(help="Benchmarks that print figures", no_args_is_help=Tr
 app.add_typer(bench_app, name="bench")
 app.add_typer(_plc_cli.plc_app, name="plc")
 bench_app.command("plc")(_plc_cli.bench_plc)
+bench_app.command("soak")(_soak_cli.bench_soak)
 console = Console()
 
 
