@@ -17,7 +17,7 @@ from asyncua import Client, ua
 from asyncua.crypto.cert_gen import setup_self_signed_certificate
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from core.bus import set_camera_status
+from core.bus import publish_result, set_camera_status
 from core.settings import Settings
 from plc.opcua import NAMESPACE, OpcUaServer
 from tests.plc_interfaces.plc_helpers import (
@@ -280,3 +280,41 @@ def test_vanished_clients_leave_no_subscriptions(
         assert srv.subscriptions() >= 2  # asyncua kept the closed and the vanished ones
         srv.thread.call(srv.server.sweep())
         assert srv.subscriptions() == 0
+
+
+def test_a_missed_part_is_a_result_ready_event_with_its_part_id(
+    opcua: Callable[..., Running], line: Line, client_cert: tuple[Path, Path],
+    redis_client: redis.Redis,
+) -> None:
+    """Trigger mode (issue 18.2): the events carry the part id, and a part whose image never
+    arrived is an UNKNOWN event with its reason."""
+    srv = opcua()
+    parts = [(11, "OK", None), (12, "UNKNOWN", "grab_failed"), (13, "UNKNOWN", "part_missed"),
+             (14, "NG", None)]
+
+    async def check() -> None:
+        c = await _client(srv.url, client_cert)
+        ns = await c.get_namespace_index(NAMESPACE)
+        obj = c.get_node(ua.NodeId(f"VisionSystem.Lines.{line.line_id}", ns))
+        etype = await c.nodes.base_event_type.get_child(f"{ns}:ResultReadyEventType")
+        handler = Collector()
+        sub = await c.create_subscription(20, handler)
+        await sub.subscribe_events(obj, etype)
+        await asyncio.sleep(0.3)  # the subscription is live before the results
+        line.beat()
+        for part, verdict, reason in parts:
+            record = {"line_id": line.line_id, "frame_id": part, "part_id": part,
+                      "unknown_reason": reason, "verdict": verdict,
+                      "code": {"OK": 0, "NG": 1, "UNKNOWN": 2}[verdict],
+                      "captured_at": "2026-12-06T18:00:00Z", "defects": []}
+            publish_result(redis_client, line.line_id, record)
+        for _ in range(400):
+            if len(handler.events) >= len(parts):
+                break
+            await asyncio.sleep(0.05)
+        got = [(e.PartId, e.Verdict, e.UnknownReason, e.ResultState) for e in handler.events]
+        assert got == [(11, "OK", "", 0), (12, "UNKNOWN", "grab_failed", 2),
+                       (13, "UNKNOWN", "part_missed", 2), (14, "NG", "", 1)]
+        await c.disconnect()
+
+    asyncio.run(check())
