@@ -4,6 +4,7 @@
 ``lineinspect promote|rollback`` both run. Every check comes before the one transaction that
 switches (:class:`storage.promotions.PromotionStore`), so a refused switch changes nothing:
 
+* the line has logged frames (404: a typo'd line id gets no recipe of its own);
 * the candidate recipe exists and is valid (404 / 422);
 * it keeps the line's camera, staleness, stream cap and backlog limit (422: that is a new
   recipe for the line, started with ``--recipe``, not a promotion);
@@ -77,6 +78,13 @@ class RecipePromoter:
         return {"line_id": line_id, "promoted": False, "version": 0,
                 "current": self.configured().as_json(), "previous": None}
 
+    def require_line(self, line_id: str) -> None:
+        """PromotionRefused 404 unless the line has logged frames (a typo'd line id must not
+        get a recipe of its own while the real line runs on)."""
+        if not self.store.line_logged(line_id):
+            raise PromotionRefused(404, "not_found",
+                                   f"line {line_id!r} has no logged inspection: unknown line")
+
     def _loadable(self, snap: RecipeSnapshot) -> None:
         try:
             self.check(snap.recipe())
@@ -90,6 +98,7 @@ class RecipePromoter:
     ) -> dict[str, Any]:
         """Switch ``line_id`` to the recipe ``candidate`` (name or path) on the evidence of
         the replay ``report`` (the bytes of ``report_path``); the record's JSON."""
+        self.require_line(line_id)
         cand = snapshot_file(candidate, self.settings)
         live, version, _ = self.live(line_id)
         changed = line_changes(live.recipe(), cand.recipe())
@@ -109,6 +118,7 @@ class RecipePromoter:
 
     def rollback(self, line_id: str, actor: Actor, note: str | None = None) -> dict[str, Any]:
         """Switch ``line_id`` back to the recipe before its last promotion; the record."""
+        self.require_line(line_id)
         active = self.store.active(line_id)
         if active is None or active.previous is None:
             raise PromotionRefused(409, "no_previous_recipe",

@@ -132,11 +132,14 @@ def drift_reset(
     the running workers start a new one from the next frames."""
     import redis
 
+    from api.promotions import RecipePromoter
     from core.promotion import PromotionRefused
     from core.redis_conn import connect
     from inference.drift import reset_reference
+    from storage.promotions import PromotionStore
 
     def work(settings: Any, engine: Any, actor: Any, line_id: str) -> dict[str, Any]:
+        RecipePromoter(settings, PromotionStore(engine)).require_line(line_id)
         try:
             reset_reference(connect(settings), line_id)
         except redis.RedisError as exc:

@@ -23,7 +23,8 @@ frames the line ever inspected. The reference is kept in Redis (``drift:ref:{lin
 restarted worker compares against the same reference, not against the drifted frames it starts
 on; :func:`reset_reference` (after a deliberate change: new lighting, new product) starts a new
 one (every running monitor of the line notices its reset token within a second and starts its
-window and reference anew). The alert rules (deploy/prometheus/alerts.yml) fire on the
+window and reference anew; a monitor still collecting takes a reference another worker of the
+line stored). The alert rules (deploy/prometheus/alerts.yml) fire on the
 exported series.
 """
 
@@ -219,22 +220,24 @@ class DriftMonitor:
             log.warning("drift reset token of %s not readable (%s)", self.line, exc)
             return None
 
-    def _follow_reset(self) -> None:
-        """Start anew (reference and window) when the line's reset token changed."""
+    def _follow_line(self) -> None:
+        """Every ``check_s``: start anew (reference and window) when the line's reset token
+        changed; while collecting, take the reference another worker of the line stored."""
         now = time.monotonic()
         if self.r is None or now - self._checked < self.check_s:
             return
         self._checked = now
         token = self._read_reset_token()
-        if token is None or token == self._reset_token:
-            return
-        self._reset_token = token
-        self._window.clear()
-        self._ref_sum = np.zeros(GRAY_BINS + GRADIENT_BINS)
-        self._ref_n = 0
-        self._reference = None
-        log.warning("drift reference of %s was reset: the next %d frames make a new one",
-                    self.line, self.spec.reference)
+        if token is not None and token != self._reset_token:
+            self._reset_token = token
+            self._window.clear()
+            self._ref_sum = np.zeros(GRAY_BINS + GRADIENT_BINS)
+            self._ref_n = 0
+            self._reference = None
+            log.warning("drift reference of %s was reset: the next %d frames make a new one",
+                        self.line, self.spec.reference)
+        elif self._reference is None:
+            self._load_reference()
 
     def _store_reference(self) -> None:
         if self.r is None or self._reference is None:
@@ -253,7 +256,7 @@ class DriftMonitor:
         for d in result.defects:
             DEFECT_SCORE.labels(line=self.line, model=d.model).observe(d.score)
         with self._lock:
-            self._follow_reset()
+            self._follow_line()
             self._window.append(stats)
             if self._reference is None:
                 self._ref_sum += stats.signature

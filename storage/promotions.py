@@ -24,7 +24,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from core.promotion import PromotionRefused, RecipeSnapshot, ReplayEvidence
 from core.timeutil import as_utc, iso_utc
 from storage.db import is_sqlite, session_factory, write_engine
-from storage.orm import Base, IdType, JsonType, UTCDateTime, utcnow
+from storage.orm import Base, IdType, Inspection, JsonType, UTCDateTime, utcnow
 
 ACTIONS = ("promote", "rollback")
 
@@ -159,6 +159,13 @@ class PromotionStore:
             v = session.scalar(
                 select(LineRecipeRow.version).where(LineRecipeRow.line_id == line_id))
             return int(v or 0)
+
+    def line_logged(self, line_id: str) -> bool:
+        """Whether the inspection log holds a frame of ``line_id`` (a line that ran)."""
+        with self._read() as session:
+            return session.scalar(
+                select(Inspection.id).where(Inspection.line_id == line_id).limit(1)
+            ) is not None
 
     def history(self, line_id: str, limit: int = 50) -> list[dict[str, Any]]:
         """The line's promotions and rollbacks, newest first."""

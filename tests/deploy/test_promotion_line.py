@@ -193,8 +193,15 @@ def test_promote_and_rollback_switch_the_running_line(line: Line, tmp_path: Path
     code, out = _cli(s, "rollback", "--line", name)  # one step only
     assert code == 2 and "no previous recipe" in out
     assert store.version(name) == version and len(store.history(name)) == 2
+    code, out = _cli(s, "drift", "reset", "--line", name)  # after a new lamp
+    assert code == 0, out
+    assert line.r.get(reset_key(name)) and not line.r.exists(reference_key(name))
+    code, out = _cli(s, "drift", "reset", "--line", f"{name}-typo")
+    assert code == 2 and "unknown line" in out
     audit = [(a["action"], a["target"], a["result"])
              for a in AccessStore(line.engine).audit_records(10)]
-    assert audit[:3] == [("cli rollback", f"line={name}", "409"),
+    assert audit[:5] == [("cli drift reset", f"line={name}-typo", "404"),
+                         ("cli drift reset", f"line={name}", "ok"),
+                         ("cli rollback", f"line={name}", "409"),
                          ("cli rollback", f"line={name}", "ok"),
                          ("cli promote", f"line={name}", "ok")]
