@@ -142,11 +142,30 @@ class Collector:
     def event_notification(self, event: Any) -> None:
         self.events.append(event)
 
+    async def wait_for(self, n: int) -> None:
+        """Until ``n`` events arrived (at most 20 s)."""
+        for _ in range(400):
+            if len(self.events) >= n:
+                return
+            await asyncio.sleep(0.05)
+
     def datachange_notification(self, node: Any, value: Any, data: Any) -> None:
         """Data changes are not looked at."""
 
     def status_change_notification(self, status: Any) -> None:
         """Subscription status changes are not looked at."""
+
+
+async def _result_events(c: Client, line_id: str) -> tuple[Any, Collector]:
+    """Subscribe to the line object's ResultReady events: the line object and the events."""
+    ns = await c.get_namespace_index(NAMESPACE)
+    obj = c.get_node(ua.NodeId(f"VisionSystem.Lines.{line_id}", ns))
+    etype = await c.nodes.base_event_type.get_child(f"{ns}:ResultReadyEventType")
+    handler = Collector()
+    sub = await c.create_subscription(20, handler)
+    await sub.subscribe_events(obj, etype)
+    await asyncio.sleep(0.3)  # the subscription is live before the results
+    return obj, handler
 
 
 def test_every_result_is_an_event_and_the_handshake(
@@ -157,18 +176,10 @@ def test_every_result_is_an_event_and_the_handshake(
     async def check() -> None:
         c = await _client(srv.url, client_cert)
         ns = await c.get_namespace_index(NAMESPACE)
-        obj = c.get_node(ua.NodeId(f"VisionSystem.Lines.{line.line_id}", ns))
-        etype = await c.nodes.base_event_type.get_child(f"{ns}:ResultReadyEventType")
-        handler = Collector()
-        sub = await c.create_subscription(20, handler)
-        await sub.subscribe_events(obj, etype)
-        await asyncio.sleep(0.3)  # the subscription is live before the burst
+        obj, handler = await _result_events(c, line.line_id)
         for i in range(1, 41):
             line.publish("NG" if i % 2 else "OK")
-        for _ in range(400):
-            if len(handler.events) >= 40:
-                break
-            await asyncio.sleep(0.05)
+        await handler.wait_for(40)
         ids = [e.ResultId for e in handler.events]
         assert ids == list(range(1, 41))
         assert [e.ResultState for e in handler.events] == [1 if i % 2 else 0
@@ -294,13 +305,7 @@ def test_a_missed_part_is_a_result_ready_event_with_its_part_id(
 
     async def check() -> None:
         c = await _client(srv.url, client_cert)
-        ns = await c.get_namespace_index(NAMESPACE)
-        obj = c.get_node(ua.NodeId(f"VisionSystem.Lines.{line.line_id}", ns))
-        etype = await c.nodes.base_event_type.get_child(f"{ns}:ResultReadyEventType")
-        handler = Collector()
-        sub = await c.create_subscription(20, handler)
-        await sub.subscribe_events(obj, etype)
-        await asyncio.sleep(0.3)  # the subscription is live before the results
+        _, handler = await _result_events(c, line.line_id)
         line.beat()
         for part, verdict, reason in parts:
             record = {"line_id": line.line_id, "frame_id": part, "part_id": part,
@@ -308,10 +313,7 @@ def test_a_missed_part_is_a_result_ready_event_with_its_part_id(
                       "code": {"OK": 0, "NG": 1, "UNKNOWN": 2}[verdict],
                       "captured_at": "2026-12-06T18:00:00Z", "defects": []}
             publish_result(redis_client, line.line_id, record)
-        for _ in range(400):
-            if len(handler.events) >= len(parts):
-                break
-            await asyncio.sleep(0.05)
+        await handler.wait_for(len(parts))
         got = [(e.PartId, e.Verdict, e.UnknownReason, e.ResultState) for e in handler.events]
         assert got == [(11, "OK", "", 0), (12, "UNKNOWN", "grab_failed", 2),
                        (13, "UNKNOWN", "part_missed", 2), (14, "NG", "", 1)]
