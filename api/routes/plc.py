@@ -41,8 +41,8 @@ LINE_FIELDS = ("line_id", "verdict", "code", "reason", "age_ms", "camera_connect
                "inspection_id", "frame_id", "captured_at")
 #: Fields of the compact verdict taken from the answer as they are.
 COMPACT_FIELDS = ("line_id", "verdict", "code", "reason", "result_id", "frame_id",
-                  "inspection_id", "captured_at", "age_ms", "stale_after_ms", "valid_until",
-                  "camera_connected", "last_verdict", "recipe")
+                  "part_id", "unknown_reason", "inspection_id", "captured_at", "age_ms",
+                  "stale_after_ms", "valid_until", "camera_connected", "last_verdict", "recipe")
 NO_STORE = {"Cache-Control": "no-store"}
 
 

@@ -208,6 +208,8 @@ def test_every_trigger_is_one_part_and_a_missed_grab_is_an_unknown_result(
         assert got[FAILED - 1] == (failed_part, "UNKNOWN", "grab_failed")
         assert got[LOST - 1] == (lost_part, "UNKNOWN", "part_missed")
         assert body["counts"]["UNKNOWN"] == 2 and body["worst"]["code"] >= 1
+        verdict = client.get(f"/api/v1/lines/{line_id}/verdict").json()
+        assert (verdict["part_id"], verdict["unknown_reason"]) == (first + PARTS - 1, None)
         lost_id = body["results"][LOST - 1]["inspection_id"]
         inspection = client.get(f"/api/v1/inspections/{lost_id}").json()
         assert (inspection["part_id"], inspection["unknown_reason"]) == (lost_part,
