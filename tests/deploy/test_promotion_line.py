@@ -67,11 +67,21 @@ class Line:
         self.settings, self.r, self.next_id = settings, r, 1
         self.engine = make_engine(settings.sqlalchemy_url)
         self.repo = InspectionRepository(self.engine)
+        self.start()
+
+    def start(self) -> None:
+        """Start the worker on the configured recipe (as ``lineinspect infer`` does)."""
         self.stop = threading.Event()
         self.thread = threading.Thread(target=run_inference_worker, args=(
-            settings, load_recipe(settings.recipe, settings), self.stop),
+            self.settings, load_recipe(self.settings.recipe, self.settings), self.stop),
             kwargs={"block_ms": 100, "recipe_poll_s": 0.1}, daemon=True)
         self.thread.start()
+
+    def restart(self) -> None:
+        """Stop the worker and start a new one."""
+        self.stop.set()
+        self.thread.join(timeout=30)
+        self.start()
 
     def inspect_one(self) -> tuple[int, str, dict[str, str], str]:
         """Send a frame with a 120-gray patch; wait until it is logged; (frame id, recipe,
@@ -165,6 +175,9 @@ def test_promote_and_rollback_switch_the_running_line(line: Line, tmp_path: Path
     seen = before + line.until_models("2.0.0")
     _switches_once(seen, "1.0.0", "2.0.0")
     assert {(r, v) for _, r, m, v in seen if m == {"seg": "2.0.0"}} == {("strip-cand", "NG")}
+
+    line.restart()  # a restarted worker keeps the promoted recipe, not the configured one
+    assert line.inspect_one()[1:] == ("strip-cand", {"seg": "2.0.0"}, "NG")
 
     store = PromotionStore(line.engine)
     rec = store.history(name)[0]
