@@ -30,7 +30,7 @@ from core.promotion import (
     snapshot_file,
     snapshot_text,
 )
-from core.recipe import Recipe
+from core.recipe import Recipe, recipe_path
 from core.settings import Settings
 from storage.promotions import ActiveRecipe, Actor, PromotionStore
 
@@ -75,8 +75,15 @@ class RecipePromoter:
         active = self.store.active(line_id)
         if active is not None:
             return {"line_id": line_id, "promoted": True, **active.as_json()}
+        try:
+            current = self.configured()
+        except PromotionRefused as exc:  # say what runs even when its models are gone
+            if exc.error != "models_unavailable":
+                raise
+            path = recipe_path(self.settings.recipe, self.settings)
+            current = snapshot_text(path.read_text(), str(path.resolve()), with_models=False)
         return {"line_id": line_id, "promoted": False, "version": 0,
-                "current": self.configured().as_json(), "previous": None}
+                "current": current.as_json(), "previous": None}
 
     def require_line(self, line_id: str) -> None:
         """PromotionRefused 404 unless the line has logged frames (a typo'd line id must not

@@ -11,8 +11,6 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
-import pytest
-
 from core.frame import Frame
 from core.result import InspectionResult
 from inference.recipe_watch import RecipeWatch
@@ -90,8 +88,8 @@ def test_switch_between_frames_and_keep_the_recipe_on_failures() -> None:
     assert built[-1].closed
 
 
-@pytest.mark.parametrize("switches", [2])
-def test_two_switches_before_a_frame_run_the_last(switches: int) -> None:
+def test_two_switches_before_a_frame_run_the_last() -> None:
+    switches = 2
     state = {"version": 0}
     built: list[Named] = []
 
