@@ -3,10 +3,11 @@
 Each interface (``modbus``, ``opcua``) keeps, per line, the result id its PLC acknowledged
 (its *cursor*) and the NG total at its last counter reset in the hash
 :func:`core.bus.plc_cursor_key` - so the handshake survives a restart of the server and two
-interfaces never acknowledge for each other. :meth:`PlcState.status` reads the line through
-:func:`core.results.aread_line` and turns it into :func:`core.plc.plc_status`: the one
-fail-safe answer, the results pending after the cursor and the first ``buffer_size`` of them.
-Redis unreachable: :func:`core.plc.unavailable_status` (``UNKNOWN``).
+interfaces never acknowledge for each other. :meth:`PlcState.view` reads the cursor and the
+line in one round trip (:func:`core.results.aread_line_at_cursor`) and turns them into
+:func:`core.plc.plc_status`: the one fail-safe answer, the results pending after the cursor
+and the first ``buffer_size`` of them. Redis unreachable:
+:func:`core.plc.unavailable_status` (``UNKNOWN``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import redis.asyncio as aredis
 
 from core.bus import plc_cursor_key, result_seq_key
 from core.plc import PlcStatus, plc_status, unavailable_status
-from core.results import aread_line
+from core.results import aread_line_at_cursor
 
 #: Results a PLC interface shows after its cursor (its result buffer).
 BUFFER_SIZE = 8
@@ -53,28 +54,16 @@ class PlcState:
         self.acknowledged = acknowledged
         self.buffer_size = buffer_size
 
-    async def _cursor_and_reset(self, line_id: str) -> tuple[int, int]:
-        if self.acknowledged:
-            cursor, reset = await self.r.hmget(
-                plc_cursor_key(line_id), [self.interface, f"{self.interface}:ng_reset"])
-            return int(cursor or 0), int(reset or 0)
-        pipe = self.r.pipeline(transaction=False)
-        pipe.get(result_seq_key(line_id))
-        pipe.hget(plc_cursor_key(line_id), f"{self.interface}:ng_reset")
-        last, reset = await pipe.execute()
-        return max(0, int(last or 0) - self.buffer_size), int(reset or 0)
-
     async def view(self, line_id: str, now: datetime | None = None) -> LineView:
         """The line's status for this interface now (``UNKNOWN`` when Redis is down or the
-        record is unreadable)."""
-        cursor = 0
+        record is unreadable); the cursor and the line are read in one round trip."""
         try:
-            cursor, reset = await self._cursor_and_reset(line_id)
-            snapshot, page = await aread_line(self.r, line_id, cursor, self.buffer_size)
+            snapshot, page, reset = await aread_line_at_cursor(
+                self.r, line_id, self.interface, self.acknowledged, self.buffer_size)
         except (redis.RedisError, OSError):
-            return LineView(unavailable_status(line_id, cursor), 0)
+            return LineView(unavailable_status(line_id, 0), 0)
         except ValueError:
-            return LineView(unavailable_status(line_id, cursor, "invalid_record"), 0)
+            return LineView(unavailable_status(line_id, 0, "invalid_record"), 0)
         status = plc_status(line_id, snapshot, page, now or datetime.now(UTC), self.buffer_size)
         ng_total = page.totals.get("NG", 0)
         return LineView(status, ng_total - reset if reset <= ng_total else ng_total)
