@@ -27,11 +27,34 @@ from api.services import ADHOC_COUNTER_KEY, Services
 from api.ui import routes as ui
 from core.settings import Settings, get_settings
 from storage.db import is_sqlite, migrate
-from storage.images import apply_retention
+from storage.images import ImageStore, apply_retention
+from storage.repository import InspectionRepository
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ADHOC_COUNTER_KEY", "create_app"]
+__all__ = ["ADHOC_COUNTER_KEY", "RETENTION_INTERVAL_S", "create_app", "start_retention"]
+
+#: Seconds between two runs of the image retention.
+RETENTION_INTERVAL_S = 600.0
+
+
+def start_retention(images: ImageStore, repository: InspectionRepository, interval_s: float,
+                    stop: threading.Event) -> threading.Thread:
+    """Apply the image retention now and every ``interval_s`` until ``stop`` is set (a
+    daemon thread; a failure is logged and the loop goes on)."""
+
+    def loop() -> None:
+        while True:
+            try:
+                apply_retention(images, repository)
+            except Exception:  # noqa: BLE001 - keep the loop alive
+                log.exception("image retention failed")
+            if stop.wait(interval_s):
+                return
+
+    thread = threading.Thread(target=loop, name="image-retention", daemon=True)
+    thread.start()
+    return thread
 
 
 def _lifespan(
@@ -46,20 +69,12 @@ def _lifespan(
         if preload_models:
             svc.inspectors.start_preload()
         if retention_interval_s:
-            def _retention() -> None:
-                while True:
-                    try:
-                        apply_retention(svc.images, svc.repository)
-                    except Exception:  # noqa: BLE001 - keep the loop alive
-                        log.exception("image retention failed")
-                    if stop.wait(retention_interval_s):
-                        return
-
-            threading.Thread(target=_retention, name="image-retention", daemon=True).start()
+            start_retention(svc.images, svc.repository, retention_interval_s, stop)
         try:
             yield
         finally:
             stop.set()
+            await svc.aclose()
             svc.close()
 
     return lifespan
@@ -71,7 +86,7 @@ def create_app(
     *,
     migrate_db: bool | None = None,
     preload_models: bool = True,
-    retention_interval_s: float | None = 600.0,
+    retention_interval_s: float | None = RETENTION_INTERVAL_S,
 ) -> FastAPI:
     """The FastAPI application.
 

@@ -17,8 +17,9 @@ from core.timeutil import as_utc_or_none
 from storage.aggregates import LogFilter
 
 
-def get_services(request: Request) -> Services:
-    """The application's :class:`~api.services.Services`."""
+async def get_services(request: Request) -> Services:
+    """The application's :class:`~api.services.Services` (async: FastAPI would run a plain
+    function in its thread pool, a hand-off on every request)."""
     return request.app.state.services
 
 

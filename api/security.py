@@ -28,15 +28,17 @@ import secrets
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from fastapi import Depends, FastAPI, Header, Request, Response
+from fastapi import Depends, FastAPI, Header, Request
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import ApiError, error_response
 from core.settings import Settings
@@ -190,41 +192,65 @@ def origin_allowed(request: Request, allowed: frozenset[str]) -> bool:
     return origin != "null" and urlsplit(origin).netloc == request.headers.get("host", "")
 
 
-def _security_headers(request: Request, response: Response) -> None:
-    h = response.headers
-    h.setdefault("X-Content-Type-Options", "nosniff")
-    h.setdefault("X-Frame-Options", "DENY")
-    h.setdefault("Referrer-Policy", "no-referrer")
-    h.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-    h.setdefault("Content-Security-Policy",
-                 _DOCS_CSP if request.url.path.startswith(_DOCS) else _CSP)
+def _security_headers(request: Request, headers: MutableHeaders) -> None:
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    headers.setdefault("Content-Security-Policy",
+                       _DOCS_CSP if request.url.path.startswith(_DOCS) else _CSP)
     if request.url.scheme == "https":
-        h.setdefault("Strict-Transport-Security", "max-age=31536000")
+        headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+
+
+class SecurityMiddleware:
+    """The Origin check, the protected reads, security headers and the audit of writes, as
+    one plain ASGI middleware (no per-request task and stream as ``@app.middleware`` has:
+    the PLC polls pass through it thousands of times a second)."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        """``settings``: ``allowed_origins`` and ``auth_reads``."""
+        self.app, self.settings = app, settings
+        self.allowed = frozenset(o.strip().rstrip("/")
+                                 for o in settings.allowed_origins.split(",") if o.strip())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Refuse, or pass the request on with the headers added; audit a write whatever
+        its outcome (an exception is audited as 500 and raised on)."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        write = scope["method"] not in SAFE_METHODS
+        refused: ApiError | None = None
+        if write and not origin_allowed(request, self.allowed):
+            refused = ApiError(403, "forbidden", "cross-origin write refused")
+        elif not write and self.settings.auth_reads and _protected_read(request.url.path):
+            refused = await run_in_threadpool(_check_viewer, request)
+        status = 500
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                _security_headers(request, MutableHeaders(scope=message))
+            await send(message)
+
+        try:
+            if refused is not None:
+                response = error_response(refused.status, refused.error, refused.detail,
+                                          refused.headers)
+                await response(scope, receive, send_with_headers)
+            else:
+                await self.app(scope, receive, send_with_headers)
+        finally:
+            if write:
+                await run_in_threadpool(_audit, request, status)
 
 
 def install_security(app: FastAPI, settings: Settings) -> None:
-    """The Origin check, security headers and audit of writes, as one HTTP middleware."""
-    allowed = frozenset(o.strip().rstrip("/") for o in settings.allowed_origins.split(",")
-                        if o.strip())
-
-    @app.middleware("http")
-    async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]
-                    ) -> Response:
-        write = request.method not in SAFE_METHODS
-        refused: ApiError | None = None
-        if write and not origin_allowed(request, allowed):
-            refused = ApiError(403, "forbidden", "cross-origin write refused")
-        elif not write and settings.auth_reads and _protected_read(request.url.path):
-            refused = await run_in_threadpool(_check_viewer, request)
-        if refused is not None:
-            response: Response = error_response(refused.status, refused.error, refused.detail,
-                                                refused.headers)
-        else:
-            response = await call_next(request)
-        _security_headers(request, response)
-        if write:
-            await run_in_threadpool(_audit, request, response.status_code)
-        return response
+    """The Origin check, security headers and audit of writes (:class:`SecurityMiddleware`)."""
+    app.add_middleware(SecurityMiddleware, settings=settings)
 
 
 def _protected_read(path: str) -> bool:

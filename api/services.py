@@ -6,6 +6,7 @@ through the typed dependencies of :mod:`api.deps`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
 import time
@@ -13,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis
+import redis.asyncio as aredis
 from sqlalchemy.exc import SQLAlchemyError
 
 import core.metrics as metrics
@@ -24,7 +26,7 @@ from api.uploads import UploadError, decode_image
 from core import heartbeats
 from core.bus import camera_status, known_lines, line_snapshot, stream_lag
 from core.plc import plc_answer, unknown
-from core.redis_conn import connect
+from core.redis_conn import aconnect, connect
 from core.result import InspectionResult
 from core.settings import Settings
 from core.supervise import LOOPS
@@ -60,11 +62,26 @@ class Services:
         self.aggregates = LogAggregates(self.engine)
         self.images = ImageStore.from_settings(settings)
         self.redis: redis.Redis = connect(settings, socket_timeout=2.0)
+        self._aredis: tuple[asyncio.AbstractEventLoop, aredis.Redis] | None = None
         self.inspectors = InspectorPool(settings, factory)
         self.access = AccessStore(self.engine)
         self.auth = Authenticator(settings, self.access)
         self.uploads = UploadGate(settings.upload_concurrency, settings.upload_rate_per_minute)
         self._head: str | None = None
+
+    def aredis(self) -> aredis.Redis:
+        """The ``redis.asyncio`` client of the running event loop (the PLC polling path);
+        a new one when the loop changed (a test client without its lifespan)."""
+        loop = asyncio.get_running_loop()
+        if self._aredis is None or self._aredis[0] is not loop:
+            self._aredis = (loop, aconnect(self.settings, socket_timeout=2.0))
+        return self._aredis[1]
+
+    async def aclose(self) -> None:
+        """Release the ``redis.asyncio`` client (in its event loop)."""
+        if self._aredis is not None and self._aredis[0] is asyncio.get_running_loop():
+            await self._aredis[1].aclose()
+        self._aredis = None
 
     # -- verdict ----------------------------------------------------------------------------
     def line_verdict(self, line_id: str) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import redis
+import redis.asyncio as aredis
 
 from core.embedded_redis import EmbeddedRedis
 from core.settings import Settings
@@ -54,13 +55,16 @@ def redis_url(settings: Settings) -> str:
     return settings.redis_url or start_embedded(settings.data_dir)
 
 
+def _options(kwargs: dict[str, object]) -> dict[str, object]:
+    return {"socket_timeout": 5.0, "socket_connect_timeout": 3.0, "health_check_interval": 10,
+            "retry_on_timeout": True} | kwargs
+
+
 def connect(settings: Settings, **kwargs: object) -> redis.Redis:
     """A redis-py client (bytes responses) with keep-alive and health checks."""
-    return redis.Redis.from_url(
-        redis_url(settings),
-        socket_timeout=kwargs.pop("socket_timeout", 5.0),  # type: ignore[arg-type]
-        socket_connect_timeout=3.0,
-        health_check_interval=10,
-        retry_on_timeout=True,
-        **kwargs,  # type: ignore[arg-type]
-    )
+    return redis.Redis.from_url(redis_url(settings), **_options(kwargs))  # type: ignore[arg-type]
+
+
+def aconnect(settings: Settings, **kwargs: object) -> aredis.Redis:
+    """:func:`connect` for ``redis.asyncio`` (use it within one event loop)."""
+    return aredis.Redis.from_url(redis_url(settings), **_options(kwargs))  # type: ignore[arg-type]

@@ -1,6 +1,7 @@
 """What the line PLC polls: a line's verdict, its result sequence, every line's answer.
 
-Served from Redis only (one MULTI/EXEC round trip, never the database). The answer is
+Served from Redis only (one round trip of :func:`core.results.aread_line` on the event
+loop, never the database). The answer is
 :func:`core.plc.plc_answer`: ``UNKNOWN`` (``code`` 2) with a ``reason`` -
 ``camera_disconnected``, ``no_verdict_yet`` or ``stale`` (``|age_ms|`` above the record's
 ``stale_after_ms``) - or the verdict itself; the original verdict is kept in
@@ -25,6 +26,7 @@ from typing import Annotated, Any
 import redis
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import ServicesDep
 from api.errors import ApiError
@@ -32,7 +34,7 @@ from api.services import API, Services
 from core.bus import LineSnapshot, defect_counts, known_lines
 from core.plc import plc_answer, worst_code
 from core.result import Verdict
-from core.results import MAX_PAGE, ResultPage, read_line
+from core.results import MAX_PAGE, ResultPage, aread_line
 
 router = APIRouter(prefix=API, tags=["PLC"])
 
@@ -46,12 +48,13 @@ COMPACT_FIELDS = ("line_id", "verdict", "code", "reason", "result_id", "frame_id
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-def _read(svc: Services, line_id: str, after: int, limit: int) -> tuple[LineSnapshot,
-                                                                        ResultPage]:
-    """The line's snapshot and result page, or the 503/404 of the verdict endpoint."""
+async def _read(svc: Services, line_id: str, after: int, limit: int
+                ) -> tuple[LineSnapshot, ResultPage]:
+    """The line's snapshot and result page, or the 503/404 of the verdict endpoint (read on
+    the event loop: no thread hand-off per poll)."""
     try:
-        snap, page = read_line(svc.redis, line_id, after, limit)
-    except redis.RedisError as exc:
+        snap, page = await aread_line(svc.aredis(), line_id, after, limit)
+    except (redis.RedisError, OSError) as exc:
         raise ApiError(503, "redis_unavailable", f"verdict store unreachable: {exc}",
                        line_id=line_id, verdict="UNKNOWN", code=2) from exc
     if snap.verdict is None and snap.camera is None and not snap.known:
@@ -76,7 +79,7 @@ def _since(page: ResultPage, answer_code: int) -> dict[str, Any]:
 
 
 @router.get("/lines/{line_id}/verdict")
-def line_verdict(
+async def line_verdict(
     line_id: str,
     svc: ServicesDep,
     since: Annotated[int | None, Query(ge=0, description="a result id: adds worst_since, "
@@ -86,10 +89,10 @@ def line_verdict(
     """The line's verdict now, compact; ``UNKNOWN`` (code 2) when stale or the camera is
     disconnected (``reason`` says which)."""
     try:
-        snap, page = _read(svc, line_id, since or 0, 0)
+        snap, page = await _read(svc, line_id, since or 0, 0)
         answer = plc_answer(line_id, snap, datetime.now(UTC))
     except ValueError:  # a corrupt record in Redis: fail safe
-        answer = svc.line_verdict(line_id)
+        answer = await run_in_threadpool(svc.line_verdict, line_id)
         return JSONResponse(answer, headers=NO_STORE)
     record = snap.verdict if isinstance(snap.verdict, dict) else None
     body = dict(answer) if full else {k: answer.get(k) for k in COMPACT_FIELDS}
@@ -111,7 +114,7 @@ def line_verdict(
 
 
 @router.get("/lines/{line_id}/results")
-def line_results(
+async def line_results(
     line_id: str,
     svc: ServicesDep,
     after: Annotated[int, Query(ge=0, description="result id already handled (0: start)")] = 0,
@@ -120,7 +123,7 @@ def line_results(
     """Every result of the line after result id ``after``, oldest first (a bounded page),
     with the worst verdict and the counts of every result after ``after``."""
     try:
-        snap, page = _read(svc, line_id, after, limit)
+        snap, page = await _read(svc, line_id, after, limit)
         answer = plc_answer(line_id, snap, datetime.now(UTC))
     except ValueError:  # a corrupt record in Redis: fail safe, nothing to page through
         raise ApiError(503, "invalid_record", "unreadable verdict record in Redis",
