@@ -21,7 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from api.docs import install_docs
 from api.errors import install_error_handlers, install_error_schema
 from api.inspectors import InspectorFactory
-from api.routes import access, health, inspections, plc, recipes, reviews
+from api.routes import access, health, inspections, lifecycle, plc, recipes, reviews
 from api.security import install_security
 from api.services import ADHOC_COUNTER_KEY, Services
 from api.ui import routes as ui
@@ -116,7 +116,7 @@ def create_app(
     install_error_handlers(app)
     install_error_schema(app)
     install_security(app, settings)
-    for module in (plc, inspections, reviews, recipes, access, health, ui):
+    for module in (plc, inspections, reviews, recipes, lifecycle, access, health, ui):
         app.include_router(module.router)
     app.mount("/ui/static", StaticFiles(directory=ui.STATIC_DIR), name="ui-static")
     install_docs(app)

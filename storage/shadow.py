@@ -7,7 +7,8 @@ model versions, the live verdict and classes it was compared with, its latency a
 disagreement (None, ``verdict`` or ``class``; :func:`core.lifecycle.disagreement`).
 
 :class:`ShadowRepository` writes them idempotently (a frame re-delivered to the worker is
-logged once), lists disagreements newest first and summarises them per UTC day.
+logged once), lists disagreements newest first (with their live inspection: the QA UI's
+side-by-side view) and summarises them per UTC day.
 """
 
 from __future__ import annotations
@@ -16,14 +17,23 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Engine, Float, Index, String, UniqueConstraint, select
+from sqlalchemy import (
+    BigInteger,
+    Engine,
+    Float,
+    Index,
+    Select,
+    String,
+    UniqueConstraint,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.lifecycle import ShadowRecord
 from core.timeutil import as_utc, iso_utc
 from storage.db import is_sqlite, session_factory, write_engine
-from storage.orm import Base, IdType, JsonType, UTCDateTime, utcnow
+from storage.orm import Base, IdType, Inspection, JsonType, UTCDateTime, utcnow
 
 
 class ShadowResultRow(Base):
@@ -64,6 +74,16 @@ class DaySummary:
     def as_json(self) -> dict[str, Any]:
         """JSON form."""
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class ShadowBeside:
+    """A shadow result (id ``shadow_id``) beside its live inspection (None: not logged)."""
+
+    shadow_id: int
+    record: ShadowRecord
+    inspection_id: int | None
+    image_path: str | None
 
 
 def _record(row: ShadowResultRow) -> ShadowRecord:
@@ -129,6 +149,46 @@ class ShadowRepository:
         with self._read() as session:
             rows = session.scalars(stmt.limit(max(1, min(int(limit), 1000))))
             return [_record(r) for r in rows]
+
+    def _joined(self) -> Select[tuple[ShadowResultRow, int | None, str | None]]:
+        return select(ShadowResultRow, Inspection.id, Inspection.image_path).outerjoin(
+            Inspection, (Inspection.line_id == ShadowResultRow.line_id)
+            & (Inspection.frame_id == ShadowResultRow.frame_id))
+
+    def disagreements(
+        self,
+        line_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+    ) -> list[ShadowBeside]:
+        """Disagreeing shadow results newest first, each with its live inspection (QA UI)."""
+        stmt = self._joined().where(ShadowResultRow.disagreement.is_not(None))
+        if line_id is not None:
+            stmt = stmt.where(ShadowResultRow.line_id == line_id)
+        if since is not None:
+            stmt = stmt.where(ShadowResultRow.captured_at >= as_utc(since))
+        if until is not None:
+            stmt = stmt.where(ShadowResultRow.captured_at < as_utc(until))
+        stmt = stmt.order_by(ShadowResultRow.captured_at.desc(), ShadowResultRow.id.desc())
+        with self._read() as session:
+            rows = session.execute(stmt.limit(max(1, min(int(limit), 1000)))).all()
+        return [ShadowBeside(row.id, _record(row), iid, path) for row, iid, path in rows]
+
+    def beside(self, shadow_id: int) -> ShadowBeside | None:
+        """One shadow result with its live inspection; None when unknown."""
+        with self._read() as session:
+            found = session.execute(
+                self._joined().where(ShadowResultRow.id == shadow_id)).first()
+        if found is None:
+            return None
+        row, iid, path = found
+        return ShadowBeside(row.id, _record(row), iid, path)
+
+    def lines(self) -> list[str]:
+        """Lines with shadow results."""
+        with self._read() as session:
+            return sorted(session.scalars(select(ShadowResultRow.line_id).distinct()))
 
     def daily_summary(
         self, line_id: str, since: datetime | None = None, until: datetime | None = None

@@ -1,5 +1,6 @@
 /* lineinspect QA UI: vanilla JS against the JSON API (no build step).
- * Views by URL hash: #/ defect log, #/inspections/<id> detail, #/charts charts. */
+ * Views by URL hash: #/ defect log, #/inspections/<id> detail, #/charts charts,
+ * #/review the "to review" queue and #/shadow the shadow candidate (lifecycle.js). */
 "use strict";
 
 const API = "/api/v1";
@@ -420,14 +421,15 @@ function drawNgRate(box, lines) {
 function route() {
   const h = location.hash || "#/";
   const m = h.match(/^#\/inspections\/(\d+)$/);
-  $("#log-view").hidden = !!m || h === "#/charts";
+  const lifecycle = showLifecycle(h);  // #/review, #/shadow (lifecycle.js)
+  $("#log-view").hidden = !!m || h === "#/charts" || lifecycle;
   $("#detail-view").hidden = !m;
   $("#charts-view").hidden = h !== "#/charts";
-  $("#nav-log").classList.toggle("active", !m && h !== "#/charts");
+  $("#nav-log").classList.toggle("active", !m && h !== "#/charts" && !lifecycle);
   $("#nav-charts").classList.toggle("active", h === "#/charts");
   if (m) loadDetail(m[1]);
   else if (h === "#/charts") loadCharts();
-  else loadLog();
+  else if (!lifecycle) loadLog();
 }
 
 function onKey(ev) {
