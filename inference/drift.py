@@ -234,6 +234,10 @@ class DriftMonitor:
             self._ref_sum = np.zeros(GRAY_BINS + GRADIENT_BINS)
             self._ref_n = 0
             self._reference = None
+            try:  # no distance until the new reference is complete: its alert resolves
+                FRAME_DRIFT.remove(self.line)
+            except KeyError:
+                pass
             log.warning("drift reference of %s was reset: the next %d frames make a new one",
                         self.line, self.spec.reference)
         elif self._reference is None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from prometheus_client import REGISTRY
 
 from core.recipe import DriftSpec
 from core.result import InspectionResult
@@ -45,10 +46,15 @@ def test_reset_makes_the_running_monitors_take_a_new_reference(redis_client: Any
         assert b.distance is not None and b.distance > 0.3
         old_reference = worker_a.reference.copy()
 
+        gauge = ("lineinspect_frame_drift_distance", {"line": line})
+        assert REGISTRY.get_sample_value(*gauge) > 0.5
         reset_reference(redis_client, line)
         assert not redis_client.exists(reference_key(line))
-        snaps = [worker_a.observe(img, _ok()) for img in dark[4:8]]
-        assert [s.distance is None for s in snaps] == [True, True, True, False]
+        snaps = [worker_a.observe(img, _ok()) for img in dark[4:7]]
+        assert [s.distance for s in snaps] == [None, None, None]
+        assert REGISTRY.get_sample_value(*gauge) is None  # no stale alarm while collecting
+        snaps.append(worker_a.observe(dark[7], _ok()))
+        assert REGISTRY.get_sample_value(*gauge) == pytest.approx(0.0, abs=0.05)
         assert snaps[-1].distance == pytest.approx(0.0, abs=0.05)
         assert worker_a.reference is not None
         assert float(np.abs(worker_a.reference - old_reference).sum()) > 0.5
