@@ -130,14 +130,13 @@ def infer(
 def serve(
     host: str = typer.Option("", help="bind address"),
     port: int = typer.Option(0, help="port"),
+    workers: int = typer.Option(1, min=1, help="uvicorn worker processes"),
+    access_log: bool = typer.Option(True, help="log every request (off for fast PLC polls)"),
 ) -> None:
     """Serve the HTTP API, the QA UI and /metrics."""
-    import uvicorn
+    from deploy.api_server import serve_api
 
-    from api.app import create_app
-
-    settings = _settings(api_host=host, api_port=port or None)
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port)
+    serve_api(_settings(api_host=host, api_port=port or None), workers, access_log)
 
 
 @app.command()
