@@ -192,8 +192,14 @@ def train(
     ),
     source: Path = typer.Option(None, help="classify: frames the tile set was cut from"),
     source_crops: int = typer.Option(0, help="classify: extra random tiles per --source frame"),
+    extra_data: Path = typer.Option(
+        None, help="a lineinspect export-reviews folder: QA's reviewed frames join the "
+        "training split (never validation)"),
+    init_from: Path = typer.Option(
+        None, help="start from this checkpoint (best.pt/last.pt of the same arch and classes)"),
 ) -> None:
-    """Train a zoo network on a data set with a grouped train/validation split."""
+    """Train a zoo network on a data set with a grouped train/validation split; fine-tune
+    with --init-from and QA's reviews (--extra-data)."""
     from models.arch import ARCHITECTURES, task_of
     from models.train import TrainConfig
     from models.train import train as do_train
@@ -209,6 +215,10 @@ def train(
         _fail("--source-crops needs a classification set and an existing --source folder")
     if not 0.0 <= positive_fraction < 1.0:
         _fail("--positive-fraction must be in [0, 1)")
+    if extra_data is not None and not (extra_data / "manifest.json").is_file():
+        _fail(f"--extra-data {extra_data}: no manifest.json (write it with export-reviews)")
+    if init_from is not None and not init_from.is_file():
+        _fail(f"--init-from {init_from}: no such checkpoint")
     cfg = TrainConfig(
         task=task,
         arch=arch,
@@ -228,8 +238,13 @@ def train(
         source=str(source or ""),
         source_crops=source_crops,
         select_metric=select_metric or ("miou" if task == "segment" else "accuracy"),
+        extra_data=str(extra_data or ""),
+        init_from=str(init_from or ""),
     )
-    metrics = do_train(cfg, resume=resume)
+    try:
+        metrics = do_train(cfg, resume=resume)
+    except ValueError as exc:  # data set, extra data or checkpoint that does not fit
+        _fail(str(exc))
     console.print_json(json.dumps({k: v for k, v in metrics.items() if k != "confusion"}))
 
 

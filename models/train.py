@@ -5,7 +5,9 @@ batch tensor (flips, 90-degree rotations for square inputs, brightness scale, Ga
 as the papers use). AdamW with linear warm-up and cosine decay, class-balanced cross-entropy,
 an exponential moving average (EMA) of the weights that is what gets evaluated and exported,
 checkpoint every epoch (``last.pt``) and at the best validation score (``best.pt``), resume
-with ``--resume``. Mixed precision (fp16 autocast + GradScaler) on CUDA only.
+with ``--resume``, fine-tune from another run's checkpoint with ``--init-from`` and add QA's
+reviewed frames (``lineinspect export-reviews``) to the training split with ``--extra-data``.
+Mixed precision (fp16 autocast + GradScaler) on CUDA only.
 
 Outputs in ``--out``: ``best.pt``, ``last.pt``, ``metrics.json``, ``history.json``,
 ``curves.png`` and ``confusion.png`` (classify) or ``iou.png`` + ``overlays.png`` (segment).
@@ -72,6 +74,12 @@ class TrainConfig:
     source: str = ""
     #: classify: extra random tiles cut per training frame of ``source`` (0 = none)
     source_crops: int = 0
+    #: a ``lineinspect export-reviews`` folder whose frames join the training split only
+    #: (:mod:`models.review_data`)
+    extra_data: str = ""
+    #: checkpoint (``best.pt``/``last.pt`` of the same architecture and classes) whose EMA
+    #: weights and input normalisation the run starts from (fine-tuning)
+    init_from: str = ""
 
 
 def _seed_everything(seed: int) -> None:
@@ -134,6 +142,41 @@ def _add_source_crops(
     )
     tqdm.write(f"source crops: {len(xs)} ({np.bincount(ys, minlength=len(classes)).tolist()})")
     return np.concatenate([x, xs]), np.concatenate([y, ys])
+
+
+def _add_extra_data(
+    cfg: TrainConfig, classes: list[str], x: np.ndarray, y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Training examples plus those of the review export ``cfg.extra_data``
+    (:func:`models.review_data.load_extra`); ValueError when none is usable."""
+    from models.review_data import load_extra
+
+    extra = load_extra(Path(cfg.extra_data), classes, cfg)
+    for skip in extra.skipped:
+        tqdm.write(f"extra data: inspection {skip['inspection_id']} skipped: {skip['reason']}")
+    if not len(extra.images):
+        raise ValueError(f"{cfg.extra_data}: no usable item for this {cfg.task} set "
+                         f"({len(extra.skipped)} skipped)")
+    if extra.images.shape[1:] != x.shape[1:]:
+        raise ValueError(f"{cfg.extra_data}: examples of shape {extra.images.shape[1:]}, the "
+                         f"training set's are {x.shape[1:]}")
+    tqdm.write(f"extra data: {len(extra.images)} training examples from {extra.used} reviews")
+    return (np.concatenate([x, extra.images]),
+            np.concatenate([y, extra.targets.astype(y.dtype)]), extra.summary())
+
+
+def _init_from(
+    cfg: TrainConfig, model: torch.nn.Module, classes: list[str], device: torch.device
+) -> tuple[list, list]:
+    """Load the EMA weights of checkpoint ``cfg.init_from`` into ``model``; its input mean and
+    std. ValueError when it is another architecture or has other classes."""
+    ck = torch.load(cfg.init_from, map_location=device, weights_only=False)
+    arch = ck.get("config", {}).get("arch")
+    if arch != cfg.arch or ck.get("classes") != classes:
+        raise ValueError(f"{cfg.init_from}: a {arch} checkpoint of classes {ck.get('classes')}, "
+                         f"not {cfg.arch} of {classes}")
+    model.load_state_dict(ck["ema"])
+    return ck["mean"], ck["std"]
 
 
 def _load_mask(s: Sample, size: list[int]) -> np.ndarray:
@@ -223,6 +266,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     xva, yva = _load_images(val_s, cfg, cfg.task)
     if cfg.source_crops:
         xtr, ytr = _add_source_crops(cfg, train_s, index.classes, xtr, ytr)
+    extra: dict = {}
+    if cfg.extra_data:
+        xtr, ytr, extra = _add_extra_data(cfg, index.classes, xtr, ytr)
     if cfg.positive_fraction:
         from models.tiles import oversample_positive
 
@@ -230,7 +276,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         xtr, ytr = xtr[keep], ytr[keep]
     num_classes = len(index.classes)
     model = arch_registry.build(cfg.arch, num_classes, cfg.channels, cfg.variant).to(device)
-    mean, std = _input_norm(model, xtr, cfg.channels)
+    if cfg.init_from:
+        mean, std = _init_from(cfg, model, index.classes, device)
+    else:
+        mean, std = _input_norm(model, xtr, cfg.channels)
     ema = Ema(model, cfg.ema_decay)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = max(1, len(xtr) // cfg.batch_size)
@@ -303,7 +352,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
             "best": max(best, score),
             "history": history,
             "metrics": metrics,
-            "split": _split_sizes(cfg, train_s, val_s, len(xtr), len(xva)),
+            "split": {**_split_sizes(cfg, train_s, val_s, len(xtr), len(xva)), **extra},
         }
         if score > best:
             best = score
