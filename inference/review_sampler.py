@@ -237,7 +237,10 @@ class ReviewSampler:
             except queue.Empty:
                 item = None
             try:
-                if item is _STOP:
+                if item is _STOP:  # samples still waiting for their commit get a last try
+                    waiting, self._waiting = self._waiting, []
+                    for _deadline, sample, image, mask in waiting:
+                        self._store(sample, image, mask, deadline=0.0)
                     return
                 if item is not None:
                     sample, image, mask = item  # type: ignore[misc]
