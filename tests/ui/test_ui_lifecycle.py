@@ -277,3 +277,17 @@ def test_review_queue_page_and_review_takes_frame_off(browser: Any, lc: Seeded) 
     assert body["pending"] == 4 and body["daily_cap"] == CAP
     assert body["lines"][0]["sampled_today"] == 5  # reviewed frames still count on the cap
     _shot(browser, "22-review-queue-after-review")
+
+
+def test_reads_need_a_viewer_key_when_reads_are_protected(lc: Seeded) -> None:
+    from fastapi.testclient import TestClient
+
+    settings = lc.services.settings.model_copy(update={"auth_reads": True})
+    app = create_app(settings, inspector_factory=fake_factory, preload_models=False,
+                     retention_interval_s=None)
+    paths = ["/api/v1/review-queue", "/api/v1/shadow/summary", "/api/v1/shadow/disagreements",
+             f"/api/v1/shadow/{lc.shadow_ids[0]}/overlay.png"]
+    with TestClient(app) as client:
+        for path in paths:
+            assert client.get(path).status_code == 401, path
+            assert client.get(path, headers={"X-API-Key": API_KEY}).status_code == 200, path
