@@ -10,8 +10,10 @@ Encrypt). One sample: :func:`core.bus.publish_result` returns (the result is com
 then the client asks until it sees the new result id; the latency is from the return to the
 answer that shows it. OPC UA is measured twice: a client reading ``LastResultId`` in a loop,
 and a client subscribed to ``ResultReady`` events (publishing interval ``--opcua-interval-ms``).
-Throughput: ``--clients`` threads poll the REST verdict (or read the Modbus block) for
-``--seconds``. The clients run on the same cores as the servers.
+Throughput: ``--clients`` connections poll the REST verdict (or read the Modbus block) for
+``--seconds``, with the clients of :mod:`deploy.bench_load` (``wrk`` where installed); the
+REST rate once per ``--workers`` count (``lineinspect serve --workers N``). The servers run
+without access log; the clients run on the same cores as the servers.
 """
 
 from __future__ import annotations
@@ -19,11 +21,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -66,37 +68,20 @@ class _Line:
         return publish_result(self.r, self.line_id, record).result_id
 
 
+#: Samples run and dropped before each latency series (connections, scripts loaded).
+WARMUP = 5
+
+
 def _latency(line: _Line, sees: Callable[[int], bool], samples: int, pace_s: float) -> dict:
     out = []
-    for _ in range(samples):
+    for _ in range(samples + WARMUP):
         rid = line.publish()
         t0 = time.perf_counter()
         while not sees(rid):
             pass
         out.append((time.perf_counter() - t0) * 1000.0)
         time.sleep(pace_s)
-    return _pct(out)
-
-
-def _throughput(poll: Callable[[], Any], make: Callable[[], Callable[[], Any]], clients: int,
-                seconds: float) -> dict:
-    counts = [0] * clients
-    stop = threading.Event()
-
-    def worker(i: int) -> None:
-        fn = make() if i else poll
-        while not stop.is_set():
-            fn()
-            counts[i] += 1
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
-    for t in threads:
-        t.start()
-    time.sleep(seconds)
-    stop.set()
-    for t in threads:
-        t.join()
-    return {"clients": clients, "seconds": seconds, "per_s": round(sum(counts) / seconds, 1)}
+    return _pct(out[WARMUP:])
 
 
 def _wait_port(port: int, procs: list[subprocess.Popen], timeout_s: float = 120.0) -> None:
@@ -113,10 +98,25 @@ def _wait_port(port: int, procs: list[subprocess.Popen], timeout_s: float = 120.
     raise RuntimeError(f"nothing listens on port {port}")
 
 
-def _servers(settings: Settings, tmp: Path) -> list[subprocess.Popen]:
-    """``lineinspect serve``, ``plc modbus`` and ``plc opcua``, each a process of its own."""
+def _wait_http(port: int, procs: list[subprocess.Popen], timeout_s: float = 300.0) -> None:
+    """Until an API worker answers (the parent of ``--workers N`` listens before)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if any(p.poll() is not None for p in procs):
+            raise RuntimeError("a server process exited during start-up")
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2.0)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError(f"no API worker answers on port {port}")
+
+
+def _env(settings: Settings, tmp: Path) -> dict[str, str]:
     (tmp / "recipes").mkdir(exist_ok=True)  # no recipe: the API loads no model meanwhile
-    env = os.environ | {
+    return os.environ | {
         "LINEINSPECT_REDIS_URL": settings.redis_url,
         "LINEINSPECT_DATABASE_URL": settings.database_url,
         "LINEINSPECT_DATA_DIR": str(tmp), "LINEINSPECT_RECIPES_DIR": str(tmp / "recipes"),
@@ -124,26 +124,74 @@ def _servers(settings: Settings, tmp: Path) -> list[subprocess.Popen]:
         "LINEINSPECT_MODBUS_PORT": str(settings.modbus_port),
         "LINEINSPECT_MODBUS_WRITABLE": "1", "LINEINSPECT_OPCUA_PORT": str(settings.opcua_port),
         "LINEINSPECT_OPCUA_CERT_DIR": str(tmp / "pki"),
+        "LINEINSPECT_OPCUA_TRUSTED_DIR": str(tmp / "pki" / "trusted"),
+        "LINEINSPECT_OPCUA_TRUST_ALL_CLIENTS": "0",
     }
-    cli = [sys.executable, "-c", "from deploy.cli import app; app()"]
+
+
+_CLI = [sys.executable, "-c", "from deploy.cli import app; app()"]
+
+
+def _serve(settings: Settings, tmp: Path, port: int, workers: int) -> subprocess.Popen:
+    """``lineinspect serve --workers N --no-access-log`` on ``port``."""
+    return subprocess.Popen(
+        [*_CLI, "serve", "--port", str(port), "--workers", str(workers), "--no-access-log"],
+        env=_env(settings, tmp), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _servers(settings: Settings, tmp: Path, workers: int) -> list[subprocess.Popen]:
+    """``lineinspect serve``, ``plc modbus`` and ``plc opcua``, each a process of its own."""
+    env = _env(settings, tmp)
     procs = [
-        subprocess.Popen([*cli, "serve", "--port", str(settings.api_port)], env=env,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-        subprocess.Popen([*cli, "plc", "modbus"], env=env),
-        subprocess.Popen([*cli, "plc", "opcua"], env=env),
+        _serve(settings, tmp, settings.api_port, workers),
+        subprocess.Popen([*_CLI, "plc", "modbus"], env=env),
+        subprocess.Popen([*_CLI, "plc", "opcua"], env=env),
     ]
     for port in (settings.api_port, settings.modbus_port, settings.opcua_port):
         _wait_port(port, procs)
+    _wait_http(settings.api_port, procs)
     return procs
 
 
-def run_bench(settings: Settings, samples: int = 200, pace_ms: float = 5.0, clients: int = 4,
-              seconds: float = 5.0, opcua_interval_ms: float = 5.0) -> dict[str, Any]:
-    """Run every measurement; the report as a dict."""
+def _stop(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def _rest_rates(settings: Settings, tmp: Path, path: str, workers: tuple[int, ...],
+                clients: int, seconds: float) -> dict[str, Any]:
+    """Verdict polls/s per uvicorn worker count; the first count is the running server."""
+    from deploy.bench_load import http_rate
+
+    rates = {}
+    for n in workers:
+        port = settings.api_port if n == workers[0] else _free_port()
+        proc = [] if n == workers[0] else [_serve(settings, tmp, port, n)]
+        try:
+            if proc:
+                _wait_http(port, proc)
+                http_rate(f"http://127.0.0.1:{port}{path}", clients, 1.0)  # warm-up
+            rates[str(n)] = http_rate(f"http://127.0.0.1:{port}{path}", clients, seconds)
+        finally:
+            _stop(proc)
+    return rates
+
+
+def run_bench(settings: Settings, samples: int = 200, pace_ms: float = 5.0, clients: int = 8,
+              seconds: float = 5.0, opcua_interval_ms: float = 5.0,
+              workers: tuple[int, ...] = (1,)) -> dict[str, Any]:
+    """Run every measurement; the report as a dict. ``workers``: the uvicorn worker counts
+    the REST poll rate is measured with (latencies: the first)."""
     import httpx
     import redis
     from pymodbus.client import ModbusTcpClient
 
+    from deploy.bench_load import modbus_rate
     from deploy.runner import prepare
     from plc import modbus
 
@@ -158,8 +206,8 @@ def run_bench(settings: Settings, samples: int = 200, pace_ms: float = 5.0, clie
     r = redis.Redis.from_url(settings.redis_url)
     line = _Line(r, line_id)
     line.publish()
-    report: dict[str, Any] = {"samples": samples, "pace_ms": pace_ms}
-    procs = _servers(settings, tmp)
+    report: dict[str, Any] = {"samples": samples, "pace_ms": pace_ms, "workers": workers[0]}
+    procs = _servers(settings, tmp, workers[0])
     base = f"http://127.0.0.1:{settings.api_port}/api/v1/lines/{line_id}"
     try:
         http = httpx.Client()
@@ -179,29 +227,12 @@ def run_bench(settings: Settings, samples: int = 200, pace_ms: float = 5.0, clie
         report["modbus"] = _latency(line, lambda rid: mb_last() >= rid, samples, pace_ms / 1000)
         report.update(_opcua_latency(settings, line, samples, pace_ms, opcua_interval_ms, tmp))
 
-        def new_http() -> Callable[[], Any]:
-            c = httpx.Client()
-            return lambda: c.get(f"{base}/verdict")
-
-        report["rest_verdict_polls"] = _throughput(
-            lambda: http.get(f"{base}/verdict"), new_http, clients, seconds)
-
-        def new_mb() -> Callable[[], Any]:
-            c = ModbusTcpClient("127.0.0.1", port=settings.modbus_port)
-            c.connect()
-            return lambda: c.read_holding_registers(0, count=modbus.SIZE, device_id=1)
-
-        report["modbus_reads"] = _throughput(
-            lambda: mb.read_holding_registers(0, count=modbus.SIZE, device_id=1), new_mb,
-            clients, seconds)
+        report["rest_verdict_polls"] = _rest_rates(
+            settings, tmp, f"/api/v1/lines/{line_id}/verdict", workers, clients, seconds)
+        report["modbus_reads"] = modbus_rate(settings.modbus_port, 1, modbus.SIZE, clients,
+                                             seconds)
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        _stop(procs)
         r.delete(*line_keys(line_id))
     return report
 
@@ -221,21 +252,25 @@ def _opcua_latency(settings: Settings, line: _Line, samples: int, pace_ms: float
     async def go() -> None:
         await setup_self_signed_certificate(key, cert, "urn:lineinspect:bench", "localhost",
                                             [ExtendedKeyUsageOID.CLIENT_AUTH], {"commonName": "b"})
+        trusted = tmp / "pki" / "trusted"  # the server re-reads it: no restart
+        trusted.mkdir(parents=True, exist_ok=True)
+        shutil.copy(cert, trusted / cert.name)
         c = Client(url, timeout=20)
+        c.application_uri = "urn:lineinspect:bench"
         await c.set_security_string(f"Basic256Sha256,SignAndEncrypt,{cert},{key}")
         await c.connect()
         ns = await c.get_namespace_index(NAMESPACE)
         base = f"VisionSystem.Lines.{line.line_id}"
         last = c.get_node(ua.NodeId(f"{base}.LastResultId", ns))
         reads = []
-        for _ in range(samples):
+        for _ in range(samples + WARMUP):
             rid = line.publish()
             t0 = time.perf_counter()
             while await last.read_value() < rid:
                 pass
             reads.append((time.perf_counter() - t0) * 1000.0)
             await asyncio.sleep(pace_ms / 1000)
-        out["opcua_read"] = _pct(reads)
+        out["opcua_read"] = _pct(reads[WARMUP:])
         seen: dict[int, float] = {}
 
         class Handler:
@@ -247,14 +282,14 @@ def _opcua_latency(settings: Settings, line: _Line, samples: int, pace_ms: float
         await sub.subscribe_events(c.get_node(ua.NodeId(base, ns)), etype)
         await asyncio.sleep(0.5)
         events = []
-        for _ in range(samples):
+        for _ in range(samples + WARMUP):
             rid = line.publish()
             t0 = time.perf_counter()
             while rid not in seen:
                 await asyncio.sleep(0.0005)
             events.append((seen[rid] - t0) * 1000.0)
             await asyncio.sleep(pace_ms / 1000)
-        out["opcua_event"] = _pct(events) | {"publishing_interval_ms": interval_ms}
+        out["opcua_event"] = _pct(events[WARMUP:]) | {"publishing_interval_ms": interval_ms}
         await c.disconnect()
 
     asyncio.run(go())
@@ -273,6 +308,8 @@ def print_report(report: dict[str, Any], console: Any) -> None:
         if v:
             t.add_row(k, str(v["n"]), str(v["p50_ms"]), str(v["p99_ms"]), str(v["max_ms"]))
     console.print(t)
-    for k in ("rest_verdict_polls", "modbus_reads"):
-        v = report[k]
-        console.print(f"{k}: {v['per_s']}/s ({v['clients']} clients, {v['seconds']} s)")
+    rates = [(f"rest_verdict_polls, {n} worker(s)", v)
+             for n, v in report["rest_verdict_polls"].items()]
+    for name, v in [*rates, ("modbus_reads", report["modbus_reads"])]:
+        console.print(f"{name}: {v['per_s']}/s ({v['client']}, {v['connections']} connections, "
+                      f"{v['seconds']} s)")

@@ -56,18 +56,31 @@ def opcua(
     _run(_settings(opcua_host=host, opcua_port=port), False, True)
 
 
+plc_app.command("opcua-trust")(opcua_trust)
+
+
 def bench_plc(
     samples: int = typer.Option(200, min=2, help="latency samples per interface"),
     pace_ms: float = typer.Option(5.0, help="pause between samples"),
-    clients: int = typer.Option(4, min=1, help="polling threads for the throughput"),
+    clients: int = typer.Option(8, min=1, help="client connections for the throughput"),
     seconds: float = typer.Option(5.0, help="throughput duration"),
     opcua_interval_ms: float = typer.Option(5.0, help="OPC UA publishing interval"),
+    workers: str = typer.Option("1,2", help="uvicorn worker counts for the REST poll rate "
+                                "(latencies: the first)"),
     json_out: Path = typer.Option(None, "--json", help="write the report here"),
 ) -> None:
     """Result committed -> visible on REST, Modbus and OPC UA (p50/p99), and poll rates."""
     from deploy.bench_plc import print_report, run_bench
 
-    report = run_bench(_settings(), samples, pace_ms, clients, seconds, opcua_interval_ms)
+    try:
+        counts = tuple(int(n) for n in workers.split(","))
+    except ValueError:
+        counts = ()
+    if not counts or min(counts) < 1:
+        raise typer.BadParameter("comma-separated worker counts >= 1, e.g. 1,2",
+                                 param_hint="--workers")
+    report = run_bench(_settings(), samples, pace_ms, clients, seconds, opcua_interval_ms,
+                       counts)
     print_report(report, console)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
