@@ -56,9 +56,6 @@ def opcua(
     _run(_settings(opcua_host=host, opcua_port=port), False, True)
 
 
-plc_app.command("opcua-trust")(opcua_trust)
-
-
 def bench_plc(
     samples: int = typer.Option(200, min=2, help="latency samples per interface"),
     pace_ms: float = typer.Option(5.0, help="pause between samples"),
