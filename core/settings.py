@@ -127,8 +127,13 @@ class Settings(BaseSettings):
     #: User allowed to call Acknowledge/ResetCounters (empty password = no writes).
     opcua_user: str = "plc"
     opcua_password: str = ""
-    #: Application certificate and key (created, self-signed, on first start when missing).
+    #: Application certificate and key (created, self-signed, on first start when missing);
+    #: unknown client certificates land in its ``rejected/`` folder.
     opcua_cert_dir: Path | None = None
+    #: Trusted client certificates (or their CAs); None = ``<opcua_cert_dir>/trusted``.
+    opcua_trusted_dir: Path | None = None
+    #: Commissioning only: accept clients whose certificate is not trusted (logged).
+    opcua_trust_all_clients: bool = False
     log_level: str = "INFO"
 
     @property
@@ -146,6 +151,16 @@ class Settings(BaseSettings):
     def opcua_cert_path(self) -> Path:
         """Directory of the OPC UA application certificate and key."""
         return self.opcua_cert_dir or (self.data_dir / "opcua")
+
+    @property
+    def opcua_trusted_path(self) -> Path:
+        """Directory of the trusted OPC UA client certificates."""
+        return self.opcua_trusted_dir or (self.opcua_cert_path / "trusted")
+
+    @property
+    def opcua_rejected_path(self) -> Path:
+        """Directory where the OPC UA server writes client certificates it refused."""
+        return self.opcua_cert_path / "rejected"
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -12,12 +12,15 @@ Address space (namespace ``urn:lineinspect:plc``, string node ids; docs/PLC.md):
   object for every new result id: ``LineId``, ``ResultId``, ``ResultState`` (verdict code),
   ``Verdict``, ``FrameId``, ``JobId`` (recipe), ``DefectSummary`` (JSON defects per class),
   ``ProcessingTimeMs``, ``PartId`` (trigger mode; 0 in free-run) and ``UnknownReason``
-  (``grab_failed``, ``part_missed``, ``overloaded`` for an uninspected result, else empty).
+  (``grab_failed``, ``part_missed``, ``overloaded`` for an uninspected result, else empty);
+  the line variables ``PartId`` and ``UnknownReason`` are those of the verdict shown.
 
 Security: only ``Basic256Sha256`` Sign & Encrypt unless ``opcua_allow_insecure`` (asyncua
 would offer ``NoSecurity`` too); a self-signed application certificate is created on first
-start under ``opcua_cert_path``. Anonymous sessions read, browse and subscribe; calling the
-methods (and writing) needs the user ``opcua_user``/``opcua_password``.
+start under ``opcua_cert_path``. A client gets a session only with a trusted application
+certificate (:mod:`plc.opcua_trust`: the trusted folder, unknown ones written to rejected).
+Anonymous sessions read, browse and subscribe; calling the methods (and writing) needs the
+user ``opcua_user``/``opcua_password``.
 
 asyncua keeps a session's subscriptions after ``CloseSession(DeleteSubscriptions=False)``
 and after a client vanishes with live subscriptions (kept for a transfer until the session
@@ -40,6 +43,7 @@ import redis
 import redis.asyncio as aredis
 from asyncua import Server, ua
 from asyncua.common.node import Node
+from asyncua.common.utils import ServiceError
 from asyncua.crypto.cert_gen import setup_self_signed_certificate
 from asyncua.crypto.permission_rules import SimpleRoleRuleset, User, UserRole
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -47,6 +51,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from core.bus import result_events_channel
 from core.results import aread_line
 from core.settings import Settings
+from plc.opcua_trust import TrustList
 from plc.state import HandshakeError, LineView, PlcState
 
 log = logging.getLogger(__name__)
@@ -63,7 +68,8 @@ VARIABLES: dict[str, ua.VariantType] = {
     "Pending": ua.VariantType.UInt32, "NgSinceAck": ua.VariantType.UInt32,
     "Overrun": ua.VariantType.Boolean, "Lost": ua.VariantType.UInt32,
     "AgeMs": ua.VariantType.Double, "CameraConnected": ua.VariantType.Boolean,
-    "Recipe": ua.VariantType.String,
+    "Recipe": ua.VariantType.String, "PartId": ua.VariantType.UInt64,
+    "UnknownReason": ua.VariantType.String,
 }
 EVENT_FIELDS: list[tuple[str, ua.VariantType]] = [
     ("LineId", ua.VariantType.String), ("ResultId", ua.VariantType.UInt32),
@@ -91,19 +97,26 @@ def values(view: LineView) -> dict[str, Any]:
         "AckResultId": s.cursor, "Pending": s.pending, "NgSinceAck": s.ng_since,
         "Overrun": s.overrun, "Lost": s.lost, "AgeMs": float(-1 if age is None else age),
         "CameraConnected": bool(a.get("camera_connected")), "Recipe": a.get("recipe") or "",
+        "PartId": int(a.get("part_id") or 0),  # 0: free-run, not a part
+        "UnknownReason": a.get("unknown_reason") or "",
     }
 
 
 class PlcUsers:
-    """Anonymous users read; the configured user may also call and write."""
+    """Anonymous users read; the configured user may also call and write. Either only on a
+    secure channel whose client certificate the trust list accepted."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, trust: TrustList) -> None:
         """Credentials from ``settings`` (an empty password disables the user)."""
         self.user, self.password = settings.opcua_user, settings.opcua_password
+        self.trust, self.insecure = trust, settings.opcua_allow_insecure
 
     def get_user(self, iserver: Any, username: str | None = None, password: str | None = None,
-                 certificate: Any = None) -> User | None:
-        """asyncua's user-manager hook: None rejects the session."""
+                 certificate: bytes | None = None) -> User | None:
+        """asyncua's user-manager hook (``ActivateSession``; ``certificate``: the secure
+        channel's): None rejects the session."""
+        if not self.trust.validated(certificate, self.insecure):
+            raise ServiceError(ua.StatusCodes.BadCertificateUntrusted)
         if username is None:
             return User(role=UserRole.Anonymous)
         if self.password and secrets.compare_digest(username.encode(), self.user.encode()) \
@@ -131,7 +144,8 @@ class OpcUaServer:
         """Nothing starts before :meth:`start`; ``sweep_s``: period of :meth:`sweep`."""
         self.settings, self.r, self.sweep_s = settings, r, sweep_s
         self.state = PlcState(r, "opcua", acknowledged=True)
-        self.server = Server(user_manager=PlcUsers(settings))
+        self.trust = TrustList.from_settings(settings)
+        self.server = Server(user_manager=PlcUsers(settings, self.trust))
         self.lines = settings.plc_line_ids
         self.nodes: dict[str, dict[str, Node]] = {}
         self.cache: dict[str, dict[str, Any]] = {}
@@ -166,6 +180,8 @@ class OpcUaServer:
         srv.set_identity_tokens([ua.AnonymousIdentityToken, ua.UserNameIdentityToken])
         srv.iserver.max_session_timeout_ms = 60_000
         await self._certificate()
+        await self.trust.load()
+        srv.set_certificate_validator(self.trust.validate)
         self.ns = ns = await srv.register_namespace(NAMESPACE)
         etype = await srv.create_custom_event_type(
             ns, "ResultReadyEventType", ua.ObjectIds.BaseEventType, EVENT_FIELDS)
@@ -266,8 +282,12 @@ class OpcUaServer:
         await self.server.start()
         for line in self.lines:
             await self.refresh(line)
-        log.info("opcua: %s, lines %s, NoSecurity %s", self.url, self.lines,
-                 self.settings.opcua_allow_insecure)
+        log.info("opcua: %s, lines %s, NoSecurity %s, trusted client certificates in %s",
+                 self.url, self.lines, self.settings.opcua_allow_insecure, self.trust.trusted)
+        if self.trust.trust_all:
+            log.warning("opcua: OPCUA_TRUST_ALL_CLIENTS is on: ANY client certificate gets a "
+                        "session (commissioning only; unknown ones are written to %s - move "
+                        "them to %s and switch it off)", self.trust.rejected, self.trust.trusted)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Refresh on every result event (Redis pub/sub) and at least every

@@ -1,12 +1,15 @@
 """The OPC UA server against real asyncua clients over TCP (Basic256Sha256 Sign & Encrypt)
-and the real Redis: endpoints and certificate, every result as a ResultReady event, the
-acknowledge method (users only), the fail-safe UNKNOWN, and no subscriptions left behind
-by clients that close without deleting them or vanish."""
+and the real Redis: endpoints and certificate, the client-certificate trust list (trusted,
+rejected, accepted by moving), every result as a ResultReady event, the acknowledge method
+(users only), the fail-safe UNKNOWN, and no subscriptions left behind by clients that close
+without deleting them or vanish."""
 
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from core.bus import publish_result, set_camera_status
 from core.settings import Settings
 from plc.opcua import NAMESPACE, OpcUaServer
+from plc.opcua_trust import cert_info
 from tests.plc_interfaces.plc_helpers import (
     REDIS_URL,
     Line,
@@ -62,26 +66,37 @@ class Running:
         return len(self.server.server.iserver.subscription_service.subscriptions)
 
 
-@pytest.fixture(scope="module")
-def client_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    d = tmp_path_factory.mktemp("opcua-client")
+def _make_cert(d: Path, uri: str = "urn:lineinspect:test:client") -> tuple[Path, Path]:
+    """A self-signed client application certificate (DER) and its key."""
+    d.mkdir(parents=True, exist_ok=True)
     key, cert = d / "key.pem", d / "cert.der"
     asyncio.run(setup_self_signed_certificate(
-        key, cert, "urn:lineinspect:test:client", "localhost",
-        [ExtendedKeyUsageOID.CLIENT_AUTH], {"commonName": "test client"}))
+        key, cert, uri, "localhost", [ExtendedKeyUsageOID.CLIENT_AUTH],
+        {"commonName": "test client"}))
     return cert, key
 
 
+@pytest.fixture(scope="module")
+def client_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return _make_cert(tmp_path_factory.mktemp("opcua-client"))
+
+
 @pytest.fixture()
-def opcua(line_id: str, tmp_path: Path) -> Iterator[Callable[..., Running]]:
+def opcua(line_id: str, tmp_path: Path,
+          client_cert: tuple[Path, Path]) -> Iterator[Callable[..., Running]]:
+    """Starts servers; ``client_cert`` is in their trust list unless ``trust_client=False``."""
     started: list[Running] = []
 
-    def start(sweep_s: float = 1.0, **overrides: Any) -> Running:
+    def start(sweep_s: float = 1.0, trust_client: bool = True, **overrides: Any) -> Running:
         values: dict[str, Any] = {"redis_url": REDIS_URL, "plc_lines": line_id,
                                   "opcua_port": free_port(), "opcua_password": PASSWORD,
                                   "opcua_cert_dir": tmp_path / "pki"}
         values.update(overrides)
-        started.append(Running(Settings(**values), sweep_s))
+        settings = Settings(**values)
+        if trust_client:
+            settings.opcua_trusted_path.mkdir(parents=True, exist_ok=True)
+            shutil.copy(client_cert[0], settings.opcua_trusted_path / "test-client.der")
+        started.append(Running(settings, sweep_s))
         return started[-1]
 
     yield start
@@ -89,9 +104,16 @@ def opcua(line_id: str, tmp_path: Path) -> Iterator[Callable[..., Running]]:
         s.thread.close()
 
 
-async def _client(url: str, cert: tuple[Path, Path], user: str | None = None) -> Client:
-    c = Client(url, timeout=20)
+async def _secure(c: Client, cert: tuple[Path, Path]) -> Client:
+    """``c`` on Basic256Sha256 Sign & Encrypt with ``cert``, under the certificate's
+    application URI (the server checks that they match)."""
+    c.application_uri = cert_info(cert[0]).application_uri
     await c.set_security_string(f"Basic256Sha256,SignAndEncrypt,{cert[0]},{cert[1]}")
+    return c
+
+
+async def _client(url: str, cert: tuple[Path, Path], user: str | None = None) -> Client:
+    c = await _secure(Client(url, timeout=20), cert)
     if user is not None:
         c.set_user(user)
         c.set_password(PASSWORD)
@@ -131,6 +153,78 @@ def test_only_the_encrypted_endpoint_and_a_certificate(
         assert any(e.SecurityMode == ua.MessageSecurityMode.None_ for e in endpoints)
 
     asyncio.run(check_insecure())
+
+
+def _refused(url: str, cert: tuple[Path, Path], client: Client | None = None) -> str:
+    """Connect ``client`` (a new one by default) and return the status the server refused
+    it with (the test fails if it gets a session)."""
+
+    async def go() -> str:
+        c = await _secure(client or Client(url, timeout=20), cert)
+        with pytest.raises(ua.UaStatusCodeError) as refused:
+            await c.connect()
+        c.disconnect_socket()
+        return type(refused.value).__name__
+
+    return asyncio.run(go())
+
+
+def _reads(url: str, cert: tuple[Path, Path], line_id: str) -> int:
+    """A session with ``cert`` that reads the line's State."""
+
+    async def go() -> int:
+        c = await _client(url, cert)
+        try:
+            return await _var(c, line_id, "State")
+        finally:
+            await c.disconnect()
+
+    return asyncio.run(go())
+
+
+def test_only_trusted_client_certificates_get_a_session(
+    opcua: Callable[..., Running], tmp_path: Path, client_cert: tuple[Path, Path]
+) -> None:
+    """Trusted connects; an unknown client is refused and its certificate lands in rejected/
+    (also when it hides the certificate from CreateSession, where asyncua skips the
+    validator); moving that file to trusted/ lets it in (no restart); removing it locks it
+    out again."""
+    srv = opcua()
+    trusted, rejected = tmp_path / "pki" / "trusted", tmp_path / "pki" / "rejected"
+    line_id = srv.settings.plc_line_ids[0]
+    assert _reads(srv.url, client_cert, line_id) in (3, 4)
+    stranger = _make_cert(tmp_path / "stranger", "urn:somewhere:stranger")
+    assert _refused(srv.url, stranger) == "BadCertificateUntrusted"
+    assert _refused(srv.url, stranger) == "BadCertificateUntrusted"
+    files = list(rejected.iterdir())
+    assert len(files) == 1 and files[0].read_bytes() == stranger[0].read_bytes()
+    assert [p.name for p in trusted.iterdir()] == ["test-client.der"]
+    hiding = Client(srv.url, timeout=20)
+    create_session = hiding.uaclient.create_session
+
+    async def without_certificate(params: ua.CreateSessionParameters) -> Any:
+        params.ClientCertificate = None  # refused at ActivateSession, by the channel's one
+        return await create_session(params)
+
+    hiding.uaclient.create_session = without_certificate  # type: ignore[method-assign]
+    assert _refused(srv.url, stranger, hiding) == "BadCertificateUntrusted"
+    shutil.move(files[0], trusted / files[0].name)  # what the administrator does
+    assert _reads(srv.url, stranger, line_id) in (3, 4)
+    (trusted / files[0].name).unlink()
+    assert _refused(srv.url, stranger) == "BadCertificateUntrusted"
+    assert _reads(srv.url, client_cert, line_id) in (3, 4)
+
+
+def test_trust_all_clients_admits_unknown_ones_and_keeps_them_in_rejected(
+    opcua: Callable[..., Running], tmp_path: Path, client_cert: tuple[Path, Path]
+) -> None:
+    """Commissioning: ``opcua_trust_all_clients`` lets an unknown client in; its certificate
+    is still written to rejected/ for the administrator to accept before switching it off."""
+    srv = opcua(trust_client=False, opcua_trust_all_clients=True)
+    assert _reads(srv.url, client_cert, srv.settings.plc_line_ids[0]) in (3, 4)
+    [stored] = (tmp_path / "pki" / "rejected").iterdir()
+    assert stored.read_bytes() == client_cert[0].read_bytes()
+    assert list((tmp_path / "pki" / "trusted").iterdir()) == []
 
 
 class Collector:
@@ -217,9 +311,7 @@ def test_wrong_password_is_refused(opcua: Callable[..., Running],
     srv = opcua()
 
     async def check() -> None:
-        c = Client(srv.url, timeout=20)
-        await c.set_security_string(
-            f"Basic256Sha256,SignAndEncrypt,{client_cert[0]},{client_cert[1]}")
+        c = await _secure(Client(srv.url, timeout=20), client_cert)
         c.set_user("plc")
         c.set_password("wrong")
         with pytest.raises(ua.UaStatusCodeError):
@@ -317,6 +409,18 @@ def test_a_missed_part_is_a_result_ready_event_with_its_part_id(
         got = [(e.PartId, e.Verdict, e.UnknownReason, e.ResultState) for e in handler.events]
         assert got == [(11, "OK", "", 0), (12, "UNKNOWN", "grab_failed", 2),
                        (13, "UNKNOWN", "part_missed", 2), (14, "NG", "", 1)]
+        for name, want in (("PartId", 14), ("UnknownReason", ""), ("FrameId", 14)):
+            assert await _var(c, line.line_id, name) == want
+        captured = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        publish_result(redis_client, line.line_id, {
+            "line_id": line.line_id, "frame_id": 15, "part_id": 15, "verdict": "UNKNOWN",
+            "unknown_reason": "part_missed", "code": 2, "captured_at": captured,
+            "defects": [], "stale_after_ms": 60000})
+        await handler.wait_for(len(parts) + 1)
+        got_vars = {n: await _var(c, line.line_id, n) for n in
+                    ("PartId", "UnknownReason", "VerdictResultId", "Verdict", "StateReason")}
+        assert got_vars == {"PartId": 15, "UnknownReason": "part_missed",
+                            "VerdictResultId": 5, "Verdict": 2, "StateReason": ""}
         await c.disconnect()
 
     asyncio.run(check())
