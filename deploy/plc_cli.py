@@ -11,6 +11,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from deploy.opcua_trust_cli import opcua_trust
+
 plc_app = typer.Typer(help="PLC interfaces (docs/PLC.md)", no_args_is_help=True)
 console = Console()
 
@@ -54,6 +56,9 @@ def opcua(
 ) -> None:
     """OPC UA server of the lines in ``plc_lines`` (node ids: docs/PLC.md)."""
     _run(_settings(opcua_host=host, opcua_port=port), False, True)
+
+
+plc_app.command("opcua-trust")(opcua_trust)
 
 
 def bench_plc(
