@@ -96,6 +96,26 @@ def _record(row: ShadowResultRow) -> ShadowRecord:
     )
 
 
+def _newest_first(
+    stmt: Select[Any], line_id: str | None, since: datetime | None, until: datetime | None,
+    disagreeing: bool,
+) -> Select[Any]:
+    """``stmt`` filtered by line, capture time window and disagreement, newest first."""
+    if line_id is not None:
+        stmt = stmt.where(ShadowResultRow.line_id == line_id)
+    if since is not None:
+        stmt = stmt.where(ShadowResultRow.captured_at >= as_utc(since))
+    if until is not None:
+        stmt = stmt.where(ShadowResultRow.captured_at < as_utc(until))
+    if disagreeing:
+        stmt = stmt.where(ShadowResultRow.disagreement.is_not(None))
+    return stmt.order_by(ShadowResultRow.captured_at.desc(), ShadowResultRow.id.desc())
+
+
+def _page(limit: int) -> int:
+    return max(1, min(int(limit), 1000))
+
+
 def record_json(record: ShadowRecord) -> dict[str, Any]:
     """JSON form of a shadow record."""
     out = asdict(record)
@@ -136,18 +156,9 @@ class ShadowRepository:
         limit: int = 100,
     ) -> list[ShadowRecord]:
         """Shadow results newest first (``disagreeing``: only those that disagree)."""
-        stmt = select(ShadowResultRow)
-        if line_id is not None:
-            stmt = stmt.where(ShadowResultRow.line_id == line_id)
-        if since is not None:
-            stmt = stmt.where(ShadowResultRow.captured_at >= as_utc(since))
-        if until is not None:
-            stmt = stmt.where(ShadowResultRow.captured_at < as_utc(until))
-        if disagreeing:
-            stmt = stmt.where(ShadowResultRow.disagreement.is_not(None))
-        stmt = stmt.order_by(ShadowResultRow.captured_at.desc(), ShadowResultRow.id.desc())
+        stmt = _newest_first(select(ShadowResultRow), line_id, since, until, disagreeing)
         with self._read() as session:
-            rows = session.scalars(stmt.limit(max(1, min(int(limit), 1000))))
+            rows = session.scalars(stmt.limit(_page(limit)))
             return [_record(r) for r in rows]
 
     def _joined(self) -> Select[tuple[ShadowResultRow, int | None, str | None]]:
@@ -163,16 +174,9 @@ class ShadowRepository:
         limit: int = 50,
     ) -> list[ShadowBeside]:
         """Disagreeing shadow results newest first, each with its live inspection (QA UI)."""
-        stmt = self._joined().where(ShadowResultRow.disagreement.is_not(None))
-        if line_id is not None:
-            stmt = stmt.where(ShadowResultRow.line_id == line_id)
-        if since is not None:
-            stmt = stmt.where(ShadowResultRow.captured_at >= as_utc(since))
-        if until is not None:
-            stmt = stmt.where(ShadowResultRow.captured_at < as_utc(until))
-        stmt = stmt.order_by(ShadowResultRow.captured_at.desc(), ShadowResultRow.id.desc())
+        stmt = _newest_first(self._joined(), line_id, since, until, disagreeing=True)
         with self._read() as session:
-            rows = session.execute(stmt.limit(max(1, min(int(limit), 1000)))).all()
+            rows = session.execute(stmt.limit(_page(limit))).all()
         return [ShadowBeside(row.id, _record(row), iid, path) for row, iid, path in rows]
 
     def beside(self, shadow_id: int) -> ShadowBeside | None:
