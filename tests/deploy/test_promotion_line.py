@@ -84,8 +84,8 @@ class Line:
         self.start()
 
     def inspect_one(self) -> tuple[int, str, dict[str, str], str]:
-        """Send a frame with a 120-gray patch; wait until it is logged; (frame id, recipe,
-        models, verdict)."""
+        """Send a frame with a 120-gray patch; wait until it is logged with its image (every
+        frame is retained); (frame id, recipe, models, verdict)."""
         fid, self.next_id = self.next_id, self.next_id + 1
         img = np.full((96, 128), 200, np.uint8)
         img[30:60, 40:90] = 120
@@ -95,7 +95,7 @@ class Line:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             items, _ = self.repo.query(line_id=line, limit=1)
-            if items and items[0].result.frame_id == fid:
+            if items and items[0].result.frame_id == fid and items[0].image_path:
                 res = items[0].result
                 return fid, res.recipe, dict(res.models), res.verdict
             time.sleep(0.02)
