@@ -44,8 +44,8 @@ function query(params) {
   return s ? "?" + s : "";
 }
 
-async function getJSON(path) {
-  const resp = await fetch(path, { headers: { Accept: "application/json" } });
+async function getJSON(path) {  // with the API key where reads need one (auth.js)
+  const resp = await apiFetch(path, { headers: { Accept: "application/json" } });
   const body = await resp.json().catch(() => ({}));
   if (!resp.ok) throw new Error(errorText(resp.status, body));
   return body;
@@ -90,6 +90,13 @@ function initAuth() {
     input.value = localStorage.getItem("lineinspect." + id) || "";
     input.addEventListener("input", () => localStorage.setItem("lineinspect." + id, input.value));
   }
+  $("#apikey").addEventListener("change", () => {  // a key entered where reads need one
+    if (!auth.readsNeedKey) return;
+    refreshFacets();
+    refreshLines();
+    route();
+  });
+  downloadWithKey($("#csv-link"));
 }
 
 /* -- line status --------------------------------------------------------------------------- */
@@ -235,7 +242,7 @@ function showImage() {
   const overlay = $("#overlay-toggle").checked;
   img.hidden = false;
   img.dataset.kind = overlay ? "overlay" : "image";
-  img.src = overlay ? it.links.overlay : it.links.image;
+  setImage(img, overlay ? it.links.overlay : it.links.image);
   $("#image-caption").textContent = overlay ? "Frame with defect mask and boxes" : "Frame";
 }
 
