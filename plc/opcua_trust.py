@@ -46,7 +46,10 @@ OPTIONS = (CertificateValidatorOptions.TIME_RANGE | CertificateValidatorOptions.
            | CertificateValidatorOptions.TRUSTED)
 #: Most certificates kept in the rejected folder (unknown clients cannot fill the disk).
 REJECTED_MAX = 200
-_CERT_SUFFIXES = (".der", ".pem", ".crt", ".cer")
+#: Certificates remembered between CreateSession and ActivateSession (memory stays bounded
+#: when ``trust_all`` admits many unknown clients).
+ACCEPTED_MAX = 1000
+_CERT_SUFFIXES = (".der", ".pem")  # what asyncua's TrustStore reads
 
 
 @dataclass(frozen=True)
@@ -128,8 +131,14 @@ class TrustList:
                    settings.opcua_trust_all_clients)
 
     def _listing(self) -> tuple[tuple[str, int, int], ...]:
-        return tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size)
-                     for p in certificate_files(self.trusted))
+        listing = []
+        for p in certificate_files(self.trusted):
+            try:
+                st = p.stat()
+            except FileNotFoundError:  # moved away while we looked
+                continue
+            listing.append((p.name, st.st_mtime_ns, st.st_size))
+        return tuple(listing)
 
     async def load(self) -> None:
         """Create the folders and (re)read the trusted certificates if they changed since
@@ -139,7 +148,6 @@ class TrustList:
         listing = self._listing()
         if listing == self._loaded:
             return
-        self._loaded, self._accepted = listing, set()
         store = TrustStore([self.trusted], [])
         try:
             if listing:  # cryptography's Store refuses an empty list: then nobody is trusted
@@ -148,7 +156,9 @@ class TrustList:
             log.error("opcua: trusted folder %s unreadable (%s): no client is trusted",
                       self.trusted, exc)
             store = TrustStore([self.trusted], [])
+        # all three at once (no await between): a concurrent session sees old or new
         self.validator = CertificateValidator(OPTIONS, store)
+        self._loaded, self._accepted = listing, set()
         log.info("opcua: %d trusted client certificate(s) in %s", len(listing), self.trusted)
 
     async def validate(self, cert: x509.Certificate,
@@ -171,6 +181,8 @@ class TrustList:
                 raise
             log.warning("opcua: client %s accepted WITHOUT TRUST (opcua_trust_all_clients); "
                         "its certificate is %s", app.ApplicationUri, where)
+        if len(self._accepted) >= ACCEPTED_MAX:  # bounded; a client re-validates per session
+            self._accepted.clear()
         self._accepted.add(cert.fingerprint(hashes.SHA256()))
 
     def validated(self, der: bytes | None, insecure_allowed: bool) -> bool:
@@ -193,7 +205,10 @@ class TrustList:
             return str(path)
         if len(certificate_files(self.rejected)) >= REJECTED_MAX:
             return f"not stored: {self.rejected} holds {REJECTED_MAX} certificates"
-        path.write_bytes(cert.public_bytes(serialization.Encoding.DER))
+        try:
+            path.write_bytes(cert.public_bytes(serialization.Encoding.DER))
+        except OSError as exc:  # the client stays refused; the log says why it is not there
+            return f"not stored: {exc}"
         return str(path)
 
     # -- the administrator's side (``lineinspect plc opcua-trust``) ------------------------

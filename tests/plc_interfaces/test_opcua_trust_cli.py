@@ -1,11 +1,12 @@
 """``lineinspect plc opcua-trust``: list, trust a file, accept a rejected certificate,
-remove one; bad input is a CLI error and changes nothing."""
+remove one; bad input is a CLI error and changes nothing. The trust list fails closed."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
 
+import pytest
 from asyncua.crypto.cert_gen import setup_self_signed_certificate
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -67,3 +68,32 @@ def test_opcua_trust_lists_adds_accepts_and_removes(tmp_path: Path) -> None:
     res = run(app, ["plc", "opcua-trust", "--remove", hmi_name], env=env)
     assert res.exit_code == 0, res.output
     assert _folders(pki) == {"trusted": [rejected_name], "rejected": []}
+
+
+def test_an_unreadable_trusted_folder_trusts_nobody(tmp_path: Path) -> None:
+    """A file in trusted/ that is no certificate: fail closed (even the trusted client is
+    refused) until it is removed."""
+    from asyncua import ua
+    from asyncua.common.utils import ServiceError
+
+    from plc.opcua_trust import TrustList
+
+    cert = x509.load_der_x509_certificate(_cert(tmp_path / "certs", "plc").read_bytes())
+    app = ua.ApplicationDescription(ApplicationUri="urn:test:plc")
+    trust = TrustList(tmp_path / "trusted", tmp_path / "rejected")
+
+    async def check() -> None:
+        await trust.load()
+        (trust.trusted / file_name(cert)).write_bytes(
+            cert.public_bytes(serialization.Encoding.DER))
+        await trust.validate(cert, app)
+        assert trust.validated(cert.public_bytes(serialization.Encoding.DER), False)
+        (trust.trusted / "notes.der").write_text("not a certificate")
+        with pytest.raises(ServiceError) as refused:
+            await trust.validate(cert, app)
+        assert refused.value.code == ua.StatusCodes.BadCertificateUntrusted
+        assert not trust.validated(cert.public_bytes(serialization.Encoding.DER), False)
+        (trust.trusted / "notes.der").unlink()
+        await trust.validate(cert, app)
+
+    asyncio.run(check())
