@@ -7,9 +7,12 @@ the temporary folder, no recipe so no model loads meanwhile), ``lineinspect plc 
 ``lineinspect plc opcua``, each a process of its own as in production, and real clients in
 this process - httpx, pymodbus, asyncua (Basic256Sha256 Sign &
 Encrypt). One sample: :func:`core.bus.publish_result` returns (the result is committed),
-then the client asks until it sees the new result id; the latency is from the return to the
-answer that shows it. OPC UA is measured twice: a client reading ``LastResultId`` in a loop,
-and a client subscribed to ``ResultReady`` events (publishing interval ``--opcua-interval-ms``).
+then the client asks every ``--poll-ms`` (a PLC cycle; default 1 ms) until it sees the new
+result id; the latency is from the return to the answer that shows it. (Back to back,
+``--poll-ms 0``, the OPC UA client's own encrypted reads can queue ahead of the refresh in
+the server's one event loop.) OPC UA is measured twice: a client reading ``LastResultId``
+in a loop, and a client subscribed to ``ResultReady`` events (publishing interval
+``--opcua-interval-ms``).
 Throughput: ``--clients`` connections poll the REST verdict (or read the Modbus block) for
 ``--seconds``, with the clients of :mod:`deploy.bench_load` (``wrk`` where installed); the
 REST rate once per ``--workers`` count (``lineinspect serve --workers N``). The servers run
@@ -72,13 +75,14 @@ class _Line:
 WARMUP = 5
 
 
-def _latency(line: _Line, sees: Callable[[int], bool], samples: int, pace_s: float) -> dict:
+def _latency(line: _Line, sees: Callable[[int], bool], samples: int, pace_s: float,
+             poll_s: float) -> dict:
     out = []
     for _ in range(samples + WARMUP):
         rid = line.publish()
         t0 = time.perf_counter()
         while not sees(rid):
-            pass
+            time.sleep(poll_s)
         out.append((time.perf_counter() - t0) * 1000.0)
         time.sleep(pace_s)
     return _pct(out[WARMUP:])
@@ -184,9 +188,10 @@ def _rest_rates(settings: Settings, tmp: Path, path: str, workers: tuple[int, ..
 
 def run_bench(settings: Settings, samples: int = 200, pace_ms: float = 5.0, clients: int = 8,
               seconds: float = 5.0, opcua_interval_ms: float = 5.0,
-              workers: tuple[int, ...] = (1,)) -> dict[str, Any]:
+              workers: tuple[int, ...] = (1,), poll_ms: float = 1.0) -> dict[str, Any]:
     """Run every measurement; the report as a dict. ``workers``: the uvicorn worker counts
-    the REST poll rate is measured with (latencies: the first)."""
+    the REST poll rate is measured with (latencies: the first); ``poll_ms``: the latency
+    clients' pause between two polls (a PLC cycle; 0: back to back)."""
     import httpx
     import redis
     from pymodbus.client import ModbusTcpClient
@@ -206,17 +211,19 @@ def run_bench(settings: Settings, samples: int = 200, pace_ms: float = 5.0, clie
     r = redis.Redis.from_url(settings.redis_url)
     line = _Line(r, line_id)
     line.publish()
-    report: dict[str, Any] = {"samples": samples, "pace_ms": pace_ms, "workers": workers[0]}
+    report: dict[str, Any] = {"samples": samples, "pace_ms": pace_ms, "poll_ms": poll_ms,
+                              "workers": workers[0]}
     procs = _servers(settings, tmp, workers[0])
     base = f"http://127.0.0.1:{settings.api_port}/api/v1/lines/{line_id}"
     try:
         http = httpx.Client()
         report["rest_verdict"] = _latency(
             line, lambda rid: http.get(f"{base}/verdict").json()["last_result_id"] >= rid,
-            samples, pace_ms / 1000)
+            samples, pace_ms / 1000, poll_ms / 1000)
         report["rest_results"] = _latency(
             line, lambda rid: bool(http.get(f"{base}/results", params={
-                "after": rid - 1, "limit": 1}).json()["results"]), samples, pace_ms / 1000)
+                "after": rid - 1, "limit": 1}).json()["results"]), samples, pace_ms / 1000,
+            poll_ms / 1000)
         mb = ModbusTcpClient("127.0.0.1", port=settings.modbus_port)
         mb.connect()
 
@@ -224,8 +231,10 @@ def run_bench(settings: Settings, samples: int = 200, pace_ms: float = 5.0, clie
             regs = mb.read_holding_registers(0, count=modbus.SIZE, device_id=1).registers
             return regs[4] << 16 | regs[5]
 
-        report["modbus"] = _latency(line, lambda rid: mb_last() >= rid, samples, pace_ms / 1000)
-        report.update(_opcua_latency(settings, line, samples, pace_ms, opcua_interval_ms, tmp))
+        report["modbus"] = _latency(line, lambda rid: mb_last() >= rid, samples, pace_ms / 1000,
+                                    poll_ms / 1000)
+        report.update(_opcua_latency(settings, line, samples, pace_ms, opcua_interval_ms,
+                                     poll_ms / 1000, tmp))
 
         report["rest_verdict_polls"] = _rest_rates(
             settings, tmp, f"/api/v1/lines/{line_id}/verdict", workers, clients, seconds)
@@ -238,7 +247,7 @@ def run_bench(settings: Settings, samples: int = 200, pace_ms: float = 5.0, clie
 
 
 def _opcua_latency(settings: Settings, line: _Line, samples: int, pace_ms: float,
-                   interval_ms: float, tmp: Path) -> dict[str, Any]:
+                   interval_ms: float, poll_s: float, tmp: Path) -> dict[str, Any]:
     from asyncua import Client, ua
     from asyncua.crypto.cert_gen import setup_self_signed_certificate
     from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -267,7 +276,7 @@ def _opcua_latency(settings: Settings, line: _Line, samples: int, pace_ms: float
             rid = line.publish()
             t0 = time.perf_counter()
             while await last.read_value() < rid:
-                pass
+                await asyncio.sleep(poll_s)
             reads.append((time.perf_counter() - t0) * 1000.0)
             await asyncio.sleep(pace_ms / 1000)
         out["opcua_read"] = _pct(reads[WARMUP:])

@@ -69,6 +69,7 @@ def bench_plc(
     opcua_interval_ms: float = typer.Option(5.0, help="OPC UA publishing interval"),
     workers: str = typer.Option("1,2", help="uvicorn worker counts for the REST poll rate "
                                 "(latencies: the first)"),
+    poll_ms: float = typer.Option(1.0, min=0.0, help="latency clients: pause between polls"),
     json_out: Path = typer.Option(None, "--json", help="write the report here"),
 ) -> None:
     """Result committed -> visible on REST, Modbus and OPC UA (p50/p99), and poll rates."""
@@ -82,7 +83,7 @@ def bench_plc(
         raise typer.BadParameter("comma-separated worker counts >= 1, e.g. 1,2",
                                  param_hint="--workers")
     report = run_bench(_settings(), samples, pace_ms, clients, seconds, opcua_interval_ms,
-                       counts)
+                       counts, poll_ms)
     print_report(report, console)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)

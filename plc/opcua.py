@@ -32,6 +32,7 @@ out after at most 60 s.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import secrets
@@ -327,6 +328,10 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None,
     r = aredis.Redis.from_url(redis_url(settings), socket_timeout=2.0)
     server = OpcUaServer(settings, r)
     await server.start()
+    # The standard address space is ~500,000 objects: out of the collector's reach from now
+    # on, so no full collection walks it while results are being announced (one took up to
+    # 1.8 s during start-up on the busy 2-core machine).
+    gc.freeze()
     if started is not None:
         started.set()
     try:
