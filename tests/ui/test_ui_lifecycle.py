@@ -268,7 +268,8 @@ def test_review_queue_page_and_review_takes_frame_off(browser: Any, lc: Seeded) 
     browser.find_element(By.ID, "rv-confirm").click()
     _wait(browser, lambda d: "Reviewed: confirm by qa-bob" in d.find_element(
         By.ID, "review-state").text, "review stored")
-    browser.find_element(By.ID, "nav-review").click()
+    assert browser.find_element(By.ID, "back-to-queue").is_displayed()  # opened from the queue
+    browser.find_element(By.ID, "back-to-queue").click()
     _wait(browser, lambda d: d.execute_script(
         "return document.querySelectorAll('#review-table tbody tr[data-id]').length") == 4,
         "the reviewed frame never left the queue")

@@ -120,7 +120,16 @@ async function loadShadow() {
   }
 }
 
+/* A frame opened from the queue offers the way back to it (also after j/k). */
+function trackQueueVisit(ev) {
+  const from = new URL(ev.oldURL).hash, detail = /^#\/inspections\/\d+$/;
+  const back = $("#back-to-queue");
+  back.hidden = !(detail.test(location.hash) && (from === "#/review" || (!back.hidden && detail.test(from))));
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  $(".detail-nav").prepend(el("a", { href: "#/review", id: "back-to-queue", hidden: true }, "← Back to the review queue"));
+  window.addEventListener("hashchange", trackQueueVisit);
   $("#s-line").addEventListener("change", loadShadow);
   refreshReviewCount();
   setInterval(refreshReviewCount, 10000);
