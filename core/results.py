@@ -13,6 +13,7 @@ all read through here.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,10 @@ from core.bus import (
 
 #: Most results one page may hold.
 MAX_PAGE = 1000
+#: Longest wait for Redis on the PLCs' async read path (REST, Modbus, OPC UA): a hung Redis
+#: turns into ``UNKNOWN`` / 503 after this instead of after the client's retried socket
+#: timeouts (4-8 s here), during which OPC UA would keep showing the last verdict.
+READ_TIMEOUT_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -189,8 +194,8 @@ async def aread_line(
 ) -> tuple[LineSnapshot, ResultPage]:
     """:func:`read_line` on a ``redis.asyncio`` client (the Modbus and OPC UA servers)."""
     _check(after, limit)
-    snapshot, page, _ = _parse(line_id, await r.register_script(_READ_LINE)(
-        keys=_keys(line_id), args=[after, limit, line_id, "", ""]))
+    snapshot, page, _ = _parse(line_id, await _bounded(r, _keys(line_id),
+                                                       [after, limit, line_id, "", ""]))
     return snapshot, page
 
 
@@ -202,6 +207,11 @@ async def aread_line_at_cursor(
     the last ``limit`` results), in the same round trip; also that interface's
     ``ng_reset`` (0 when none)."""
     _check(0, limit)
-    return _parse(line_id, await r.register_script(_READ_LINE)(
-        keys=_keys(line_id),
-        args=[0, limit, line_id, interface, "ack" if acknowledged else "last"]))
+    return _parse(line_id, await _bounded(
+        r, _keys(line_id), [0, limit, line_id, interface, "ack" if acknowledged else "last"]))
+
+
+async def _bounded(r: aredis.Redis, keys: list[str], args: list[Any]) -> Any:
+    """The script's reply within :data:`READ_TIMEOUT_S` (``TimeoutError`` after it)."""
+    async with asyncio.timeout(READ_TIMEOUT_S):
+        return await r.register_script(_READ_LINE)(keys=keys, args=args)
