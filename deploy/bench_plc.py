@@ -196,12 +196,14 @@ def run_bench(settings: Settings, samples: int = 200, pace_ms: float = 5.0, clie
     import redis
     from pymodbus.client import ModbusTcpClient
 
+    from core.redis_conn import stop_embedded
     from deploy.bench_load import modbus_rate
     from deploy.runner import prepare
     from plc import modbus
 
     for name in ("httpx", "asyncua", "pymodbus"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    embedded = not settings.redis_url  # prepare() starts one under tmp
     tmp = Path(tempfile.mkdtemp(prefix="bench-plc-"))
     line_id = f"bench-plc-{uuid.uuid4().hex[:8]}"
     settings = prepare(settings.model_copy(update={
@@ -243,6 +245,10 @@ def run_bench(settings: Settings, samples: int = 200, pace_ms: float = 5.0, clie
     finally:
         _stop(procs)
         r.delete(*line_keys(line_id))
+        r.close()
+        if embedded:
+            stop_embedded()
+        shutil.rmtree(tmp, ignore_errors=True)
     return report
 
 
