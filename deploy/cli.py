@@ -19,8 +19,8 @@ from rich.console import Console
 from rich.table import Table
 
 from deploy import plc_cli as _plc_cli
-from deploy import soak_cli as _soak_cli
 from deploy import promote_cli as _promote_cli
+from deploy import soak_cli as _soak_cli
 
 app = typer.Typer(help="lineinspect: inline surface inspection", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks that print figures", no_args_is_help=True)
