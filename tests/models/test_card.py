@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from models.card import FROM_SCRATCH, render_card
+from models.card import FROM_SCRATCH, PRETRAINED, render_card
 
 ZOO = Path(__file__).resolve().parents[2] / "models" / "zoo"
 
@@ -40,7 +40,14 @@ def test_loss_text_follows_the_task(facts: dict) -> None:
 
 @pytest.mark.parametrize("given", [[], ["a run-specific limit"], ["x", FROM_SCRATCH]])
 def test_from_scratch_limit_listed_exactly_once(facts: dict, given: list[str]) -> None:
+    facts["config"]["variant"] = "small"
     facts["limits"] = given
     card = render_card(facts)
     assert card.count(FROM_SCRATCH) == 1
     assert all(f"- {limit}" in card for limit in given)
+
+
+def test_pretrained_start_replaces_the_from_scratch_limit(facts: dict) -> None:
+    facts["config"]["variant"] = "lite0"
+    card = render_card(facts)
+    assert card.count(PRETRAINED) == 1 and FROM_SCRATCH not in card
