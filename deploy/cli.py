@@ -21,6 +21,7 @@ from rich.table import Table
 from deploy import plc_cli as _plc_cli
 from deploy import promote_cli as _promote_cli
 from deploy import soak_cli as _soak_cli
+from deploy.cli_base import fail, load_settings
 
 app = typer.Typer(help="lineinspect: inline surface inspection", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks that print figures", no_args_is_help=True)
@@ -31,20 +32,8 @@ bench_app.command("soak")(_soak_cli.bench_soak)
 console = Console()
 
 
-def _settings(**overrides: object):  # noqa: ANN202 - Settings is imported lazily
-    from core.settings import Settings
-
-    values = {k: v for k, v in overrides.items() if v not in (None, "")}
-    settings = Settings(**values)
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    return settings
-
-
-def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(2)
+_settings = load_settings
+_fail = fail
 
 
 def _time_window(since: str, until: str):  # noqa: ANN202 - datetime is imported lazily

@@ -17,6 +17,8 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from deploy.cli_base import fail, load_settings
+
 drift_app = typer.Typer(help="Drift statistics (issue 21)", no_args_is_help=True)
 console = Console()
 
@@ -30,11 +32,10 @@ def _actor() -> Any:
 def _audited(action: str, line: str, detail: dict[str, Any], work: Any) -> Any:
     """Run ``work(settings, engine, actor)`` and audit it; a refusal is a CLI error."""
     from core.promotion import PromotionRefused
-    from deploy.cli import _fail, _settings
     from storage.access import AccessStore
     from storage.db import get_engine
 
-    settings = _settings()
+    settings = load_settings()
     line = line or settings.line_id
     engine = get_engine(settings)
     actor = _actor()
@@ -46,7 +47,7 @@ def _audited(action: str, line: str, detail: dict[str, Any], work: Any) -> Any:
                                       action=f"cli {action}", target=f"line={line}",
                                       result=str(exc.status), detail=json.dumps(
                                           {**detail, "refused": exc.detail}))
-            _fail(exc.detail)
+            fail(exc.detail)
         AccessStore(engine).audit(actor=actor.name, role=None, client=actor.client,
                                   action=f"cli {action}", target=f"line={line}", result="ok",
                                   detail=json.dumps({**detail, **_record_id(out)}))
@@ -111,11 +112,10 @@ def recipe_history(
     limit: int = typer.Option(20, min=1, max=500, help="most records"),
 ) -> None:
     """A line's promotions and rollbacks, newest first (JSON)."""
-    from deploy.cli import _settings
     from storage.db import get_engine
     from storage.promotions import PromotionStore
 
-    settings = _settings()
+    settings = load_settings()
     engine = get_engine(settings)
     try:
         items = PromotionStore(engine).history(line or settings.line_id, limit)
