@@ -185,9 +185,7 @@ class DriftMonitor:
         self.r = redis_client
         self.check_s = check_s
         self._window: deque[FrameStats] = deque(maxlen=self.spec.window)
-        self._ref_sum = np.zeros(GRAY_BINS + GRADIENT_BINS)
-        self._ref_n = 0
-        self._reference: np.ndarray | None = None
+        self._forget_reference()
         self._lock = threading.Lock()
         self._reset_token = self._read_reset_token()
         self._checked = time.monotonic()
@@ -211,6 +209,12 @@ class DriftMonitor:
             self._reference = np.asarray(data["signature"], dtype=np.float64)
             self._ref_n = int(data["n"])
 
+    def _forget_reference(self) -> None:
+        """No reference yet: the next ``spec.reference`` frames make one."""
+        self._ref_sum = np.zeros(GRAY_BINS + GRADIENT_BINS)
+        self._ref_n = 0
+        self._reference: np.ndarray | None = None
+
     def _read_reset_token(self) -> bytes | None:
         if self.r is None:
             return None
@@ -231,9 +235,7 @@ class DriftMonitor:
         if token is not None and token != self._reset_token:
             self._reset_token = token
             self._window.clear()
-            self._ref_sum = np.zeros(GRAY_BINS + GRADIENT_BINS)
-            self._ref_n = 0
-            self._reference = None
+            self._forget_reference()
             try:  # no distance until the new reference is complete: its alert resolves
                 FRAME_DRIFT.remove(self.line)
             except KeyError:
