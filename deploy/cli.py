@@ -186,6 +186,8 @@ def train(
         "training split (never validation)"),
     init_from: Path = typer.Option(
         None, help="start from this checkpoint (best.pt/last.pt of the same arch and classes)"),
+    freeze_stages: int = typer.Option(
+        0, help="lite* variants: freeze the encoder's stem and first N of its 7 stages"),
 ) -> None:
     """Train a zoo network on a data set with a grouped train/validation split; fine-tune
     with --init-from and QA's reviews (--extra-data)."""
@@ -208,6 +210,8 @@ def train(
         _fail(f"--extra-data {extra_data}: no manifest.json (write it with export-reviews)")
     if init_from is not None and not init_from.is_file():
         _fail(f"--init-from {init_from}: no such checkpoint")
+    if freeze_stages and not (variant.startswith("lite") and 0 < freeze_stages <= 7):
+        _fail("--freeze-stages needs a lite* variant and a number of stages in 1..7")
     cfg = TrainConfig(
         task=task,
         arch=arch,
@@ -229,6 +233,7 @@ def train(
         select_metric=select_metric or ("miou" if task == "segment" else "accuracy"),
         extra_data=str(extra_data or ""),
         init_from=str(init_from or ""),
+        freeze_stages=freeze_stages,
     )
     try:
         metrics = do_train(cfg, resume=resume)

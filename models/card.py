@@ -45,8 +45,9 @@ def _extra_options(cfg: dict) -> str:
 
 
 def _run_options(cfg: dict) -> str:
-    """Options that shaped the run itself: CPU threads and a wall-time cap."""
-    opts = f" --threads {cfg['threads']}" if cfg.get("threads") else ""
+    """Options that shaped the run itself: frozen encoder stages, CPU threads, a wall-time cap."""
+    opts = f" --freeze-stages {cfg['freeze_stages']}" if cfg.get("freeze_stages") else ""
+    opts += f" --threads {cfg['threads']}" if cfg.get("threads") else ""
     if cfg.get("max_minutes"):
         opts += f" --max-minutes {cfg['max_minutes']:g}"
     return opts

@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from core.preprocess import resize_to, to_channels
 from models import arch as arch_registry
+from models.arch.efficientnet_lite import freeze_encoder
 from models.data import (
     DatasetIndex,
     Sample,
@@ -80,6 +81,8 @@ class TrainConfig:
     #: checkpoint (``best.pt``/``last.pt`` of the same architecture and classes) whose EMA
     #: weights and input normalisation the run starts from (fine-tuning)
     init_from: str = ""
+    #: lite* variants: stem + this many of the encoder's first stages frozen (0 = none)
+    freeze_stages: int = 0
 
 
 def _seed_everything(seed: int) -> None:
@@ -280,8 +283,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         mean, std = _init_from(cfg, model, index.classes, device)
     else:
         mean, std = _input_norm(model, xtr, cfg.channels)
+    if cfg.freeze_stages:
+        frozen = freeze_encoder(model, cfg.freeze_stages)
+        tqdm.write(f"frozen: stem + {cfg.freeze_stages} encoder stages ({frozen:,} parameters)")
     ema = Ema(model, cfg.ema_decay)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = max(1, len(xtr) // cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     warm = int(cfg.warmup_epochs * steps_per_epoch)
@@ -327,7 +334,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            torch.nn.utils.clip_grad_norm_(trainable, 5.0)
             scaler.step(opt)
             scaler.update()
             ema.update(model, step)

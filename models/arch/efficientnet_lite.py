@@ -147,6 +147,29 @@ class EfficientNetLite(nn.Module):
         self.taps = (1, 2, 4, 6)
         self.channels = [self.stage_channels[i] for i in self.taps]
         self.head_channels = 1280
+        #: modules :meth:`freeze` took out of training (kept in eval mode by :meth:`train`)
+        self.frozen: list[nn.Module] = []
+
+    def freeze(self, stages: int) -> int:
+        """Freeze the stem and the first ``stages`` of the seven stages: their weights get no
+        gradient and their batch-norm statistics stay the ImageNet ones. Returns the number of
+        frozen parameters. A frozen prefix costs no backward pass on a 2-core CPU, where the
+        high-resolution early layers are the dearest part of it."""
+        if not 0 <= stages <= len(self.stage_ends):
+            raise ValueError(f"stages to freeze must be 0..{len(self.stage_ends)}, got {stages}")
+        last = self.stage_ends[stages - 1] + 1 if stages else 0
+        self.frozen = [self._conv_stem, self._bn0, *self._blocks[:last]] if stages else []
+        for module in self.frozen:
+            module.requires_grad_(False)
+        self.train(self.training)
+        return sum(p.numel() for m in self.frozen for p in m.parameters())
+
+    def train(self, mode: bool = True) -> EfficientNetLite:
+        """As :meth:`nn.Module.train`, but frozen modules always stay in eval mode."""
+        super().train(mode)
+        for module in self.frozen:
+            module.eval()
+        return self
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Return the stride-4, 8, 16 and 32 (or 16 when dilated) feature maps."""
@@ -197,3 +220,13 @@ def pretrained_encoder(size: str, in_channels: int, dilate_last: bool = False,
     """Build an EfficientNet-Lite encoder, with ImageNet weights unless ``pretrained=False``."""
     encoder = EfficientNetLite(size, in_channels, dilate_last)
     return load_imagenet(encoder) if pretrained else encoder
+
+
+def freeze_encoder(model: nn.Module, stages: int) -> int:
+    """Freeze the stem and first ``stages`` stages of the EfficientNet-Lite encoder inside
+    ``model`` (:meth:`EfficientNetLite.freeze`); ValueError when it has none (a from-scratch
+    variant). Returns the number of frozen parameters."""
+    encoders = [m for m in model.modules() if isinstance(m, EfficientNetLite)]
+    if not encoders:
+        raise ValueError("--freeze-stages needs a pretrained (lite*) variant")
+    return sum(encoder.freeze(stages) for encoder in encoders)

@@ -8,6 +8,7 @@ import torch
 from models import arch
 from models.arch.efficientnet_lite import (
     EfficientNetLite,
+    freeze_encoder,
     load_imagenet,
     pretrained_encoder,
     weights_file,
@@ -84,3 +85,50 @@ def test_aludef_lite_starts_from_the_pretrained_features() -> None:
         ref = model.encoder(x)[-1]
         assert torch.allclose(got, ref, atol=1e-5)
         assert model(x).shape == (2, 5)
+
+
+def test_frozen_stages_keep_weights_and_statistics_through_a_training_step() -> None:
+    model = arch.build("sme_deeplabv3plus", 3, 1, "lite0")
+    encoder = model.backbone.encoder
+    frozen = freeze_encoder(model, 2)  # stem + the stride-2 and stride-4 stages
+    assert frozen == sum(p.numel() for m in encoder.frozen for p in m.parameters()) > 0
+    first_open = encoder._blocks[encoder.stage_ends[1] + 1]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()  # the training loop calls this every epoch: frozen batch norms stay eval
+    assert not encoder._bn0.training and first_open._bn1.training
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
+    x, y = torch.rand(2, 1, 48, 48), torch.randint(0, 3, (2, 48, 48))
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    opt.step()
+    after = model.state_dict()
+    for name in ("_conv_stem.weight", "_bn0.running_mean", "_blocks.2._project_conv.weight",
+                 "_blocks.2._bn2.running_var"):
+        key = f"backbone.encoder.{name}"
+        assert torch.equal(before[key], after[key]), key
+    assert encoder._conv_stem.weight.grad is None
+    for name in ("_blocks.3._depthwise_conv.weight", "_blocks.3._bn1.running_mean"):
+        key = f"backbone.encoder.{name}"
+        assert not torch.equal(before[key], after[key]), key
+
+
+def test_freezing_needs_a_pretrained_encoder() -> None:
+    with pytest.raises(ValueError, match="lite"):
+        freeze_encoder(arch.build("sme_deeplabv3plus", 3, 1, "small"), 2)
+    with pytest.raises(ValueError, match="0..7"):
+        freeze_encoder(arch.build("esg_convnext", 3, 3, "lite0"), 8)
+
+
+def test_cli_refuses_freezing_a_from_scratch_variant(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from deploy.cli import app
+
+    data = tmp_path / "cls" / "a"
+    data.mkdir(parents=True)
+    res = CliRunner().invoke(
+        app,
+        ["train", "classify", "--arch", "mm", "--data", str(data.parent), "--out",
+         str(tmp_path / "o"), "--freeze-stages", "2"],
+    )
+    assert res.exit_code != 0 and "lite" in res.output
+    assert not (tmp_path / "o").exists()
