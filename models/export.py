@@ -80,7 +80,11 @@ def export_onnx(
     task: str,
     tolerance: float = 1e-4,
 ) -> float:
-    """Export ``model`` to ONNX and return the max abs difference against PyTorch."""
+    """Export ``model`` to ONNX and return the max abs difference against PyTorch.
+
+    The export is refused when that difference reaches ``tolerance`` times the largest
+    output magnitude (at least 1): float32 rounding grows with the logits' size, and the
+    random test inputs drive some networks' logits well above 1."""
     model = model.eval()
     h, w = input_size
     x = torch.randn(2, channels, h, w)
@@ -98,15 +102,19 @@ def export_onnx(
     )
     optimize_file(out)
     sess = create_session(out, providers="CPUExecutionProvider")
-    diff = 0.0
+    diff, scale = 0.0, 1.0
     for n in (1, 3):
         xi = torch.randn(n, channels, h, w)
         with torch.no_grad():
             ref = model(xi).numpy()
         got = sess.run(None, {"input": xi.numpy()})[0]
         diff = max(diff, float(np.abs(ref - got).max()))
-    if diff >= tolerance:
-        raise RuntimeError(f"ONNX output differs from PyTorch by {diff:.2e} (>= {tolerance})")
+        scale = max(scale, float(np.abs(ref).max()))
+    if diff >= tolerance * scale:
+        raise RuntimeError(
+            f"ONNX output differs from PyTorch by {diff:.2e} (>= {tolerance} x the largest "
+            f"output {scale:.3g})"
+        )
     return diff
 
 

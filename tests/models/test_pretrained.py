@@ -132,3 +132,21 @@ def test_cli_refuses_freezing_a_from_scratch_variant(tmp_path) -> None:
     )
     assert res.exit_code != 0 and "lite" in res.output
     assert not (tmp_path / "o").exists()
+
+
+class _DriftsAfterTracing(torch.nn.Module):
+    """Adds a call counter: the traced graph keeps the export-time count, PyTorch moves on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 2, 3, padding=1)
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.conv(x) + 0.01 * self.calls
+
+
+def test_export_refuses_an_onnx_file_that_scores_differently(tmp_path) -> None:
+    with pytest.raises(RuntimeError, match="differs from PyTorch"):
+        export_onnx(_DriftsAfterTracing(), tmp_path / "drift.onnx", 1, [16, 16], "segment")
