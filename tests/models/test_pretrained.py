@@ -14,6 +14,7 @@ from models.arch.efficientnet_lite import (
     weights_file,
 )
 from models.export import export_onnx
+from tests.models.cli_helpers import train_classify_mm
 
 
 @pytest.mark.parametrize("size", ["lite0", "lite1", "lite2"])
@@ -119,17 +120,7 @@ def test_freezing_needs_a_pretrained_encoder() -> None:
 
 
 def test_cli_refuses_freezing_a_from_scratch_variant(tmp_path) -> None:
-    from typer.testing import CliRunner
-
-    from deploy.cli import app
-
-    data = tmp_path / "cls" / "a"
-    data.mkdir(parents=True)
-    res = CliRunner().invoke(
-        app,
-        ["train", "classify", "--arch", "mm", "--data", str(data.parent), "--out",
-         str(tmp_path / "o"), "--freeze-stages", "2"],
-    )
+    res = train_classify_mm(tmp_path, "--freeze-stages", "2")
     assert res.exit_code != 0 and "lite" in res.output
     assert not (tmp_path / "o").exists()
 

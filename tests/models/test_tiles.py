@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from models.tiles import cut_tiles, oversample_positive, predict_tiled
+from tests.models.cli_helpers import train_classify_mm
 
 
 def _frame(h: int = 100, w: int = 300) -> tuple[np.ndarray, np.ndarray]:
@@ -132,16 +133,6 @@ def test_tile_training_exports_its_tile_and_evaluate_scores_whole_images(tmp_pat
 
 
 def test_cli_refuses_tile_training_for_classifiers(tmp_path: Path) -> None:
-    from typer.testing import CliRunner
-
-    from deploy.cli import app
-
-    data = tmp_path / "cls" / "a"
-    data.mkdir(parents=True)
-    res = CliRunner().invoke(
-        app,
-        ["train", "classify", "--arch", "mm", "--data", str(data.parent), "--out",
-         str(tmp_path / "o"), "--tile", "64"],
-    )
+    res = train_classify_mm(tmp_path, "--tile", "64")
     assert res.exit_code != 0
     assert "segmentation" in res.output
