@@ -32,10 +32,6 @@ bench_app.command("soak")(_soak_cli.bench_soak)
 console = Console()
 
 
-_settings = load_settings
-_fail = fail
-
-
 def _time_window(since: str, until: str):  # noqa: ANN202 - datetime is imported lazily
     """``--since``/``--until`` (ISO-8601, empty = open) as datetimes, or a CLI error."""
     from datetime import datetime
@@ -44,7 +40,7 @@ def _time_window(since: str, until: str):  # noqa: ANN202 - datetime is imported
         t0 = datetime.fromisoformat(since) if since else None
         t1 = datetime.fromisoformat(until) if until else None
     except ValueError as exc:
-        _fail(f"bad --since/--until: {exc}")
+        fail(f"bad --since/--until: {exc}")
     return t0, t1
 
 
@@ -54,7 +50,7 @@ def _recipe(settings):  # noqa: ANN001, ANN202
     try:
         return load_recipe(settings.recipe, settings)
     except (FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 def _stop_on_signals():  # noqa: ANN202 - threading is imported lazily
@@ -85,7 +81,7 @@ def acquire(
     """Grab frames from the camera into the Redis stream ``frames:{line}``."""
     from deploy.wiring import run_acquisition_worker
 
-    settings = _settings(recipe=recipe, line_id=line, camera=camera)
+    settings = load_settings(recipe=recipe, line_id=line, camera=camera)
     _serve_worker_metrics(settings)
     run_acquisition_worker(settings, _recipe(settings), _stop_on_signals())
 
@@ -103,7 +99,7 @@ def infer(
     from deploy.wiring import run_inference_worker
     from deploy.workers import plan_workers, run_worker_processes
 
-    settings = _settings(
+    settings = load_settings(
         recipe=recipe, line_id=line, inference_workers=workers if workers >= 0 else None
     )
     plan = plan_workers(settings)
@@ -125,7 +121,7 @@ def serve(
     """Serve the HTTP API, the QA UI and /metrics."""
     from deploy.api_server import serve_api
 
-    serve_api(_settings(api_host=host, api_port=port or None), workers, access_log)
+    serve_api(load_settings(api_host=host, api_port=port or None), workers, access_log)
 
 
 @app.command()
@@ -141,7 +137,7 @@ def run(
     processes sized to the machine (as ``infer``), API."""
     from deploy.runner import run_all
 
-    settings = _settings(
+    settings = load_settings(
         recipe=recipe, line_id=line, inference_workers=workers if workers >= 0 else None
     )
     run_all(settings)
@@ -153,7 +149,7 @@ def migrate() -> None:
     from storage.db import migrate as do_migrate
     from storage.db import safe_url
 
-    settings = _settings()
+    settings = load_settings()
     do_migrate(settings.sqlalchemy_url)
     console.print(f"migrated {safe_url(settings.sqlalchemy_url)}")  # never the password
 
@@ -192,26 +188,27 @@ def train(
     """Train a zoo network on a data set with a grouped train/validation split; fine-tune
     with --init-from and QA's reviews (--extra-data)."""
     from models.arch import ARCHITECTURES, task_of
+    from models.arch.efficientnet_lite import LITE_STAGES
     from models.train import TrainConfig
     from models.train import train as do_train
 
     if task not in ("classify", "segment"):
-        _fail("task must be classify or segment")
+        fail("task must be classify or segment")
     if arch not in ARCHITECTURES or task_of(arch) != task:
-        _fail(f"{arch!r} is not a {task} architecture")
+        fail(f"{arch!r} is not a {task} architecture")
     size = [int(v) for v in input_size.split(",")]
     if (tile or positive_fraction) and task != "segment":
-        _fail("--tile and --positive-fraction are for segmentation only")
+        fail("--tile and --positive-fraction are for segmentation only")
     if source_crops and (task != "classify" or source is None or not source.is_dir()):
-        _fail("--source-crops needs a classification set and an existing --source folder")
+        fail("--source-crops needs a classification set and an existing --source folder")
     if not 0.0 <= positive_fraction < 1.0:
-        _fail("--positive-fraction must be in [0, 1)")
+        fail("--positive-fraction must be in [0, 1)")
     if extra_data is not None and not (extra_data / "manifest.json").is_file():
-        _fail(f"--extra-data {extra_data}: no manifest.json (write it with export-reviews)")
+        fail(f"--extra-data {extra_data}: no manifest.json (write it with export-reviews)")
     if init_from is not None and not init_from.is_file():
-        _fail(f"--init-from {init_from}: no such checkpoint")
-    if freeze_stages and not (variant.startswith("lite") and 0 < freeze_stages <= 7):
-        _fail("--freeze-stages needs a lite* variant and a number of stages in 1..7")
+        fail(f"--init-from {init_from}: no such checkpoint")
+    if freeze_stages and not (variant.startswith("lite") and 0 < freeze_stages <= LITE_STAGES):
+        fail(f"--freeze-stages needs a lite* variant and a number of stages in 1..{LITE_STAGES}")
     cfg = TrainConfig(
         task=task,
         arch=arch,
@@ -238,7 +235,7 @@ def train(
     try:
         metrics = do_train(cfg, resume=resume)
     except ValueError as exc:  # data set, extra data or checkpoint that does not fit
-        _fail(str(exc))
+        fail(str(exc))
     console.print_json(json.dumps({k: v for k, v in metrics.items() if k != "confusion"}))
 
 
@@ -259,7 +256,7 @@ def export(
 
     extra = {"limits": limit} if limit else None
     if compare is not None and data is None:
-        _fail("--compare needs --data (the validation split both files are scored on)")
+        fail("--compare needs --data (the validation split both files are scored on)")
     facts = export_checkpoint(
         checkpoint, out, version=version, data=data, card_extra=extra, compare=compare
     )
@@ -287,7 +284,7 @@ def evaluate(
     try:
         m = do_eval(model, data, split=split, seed=seed, out_dir=out)
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     table = Table(title=f"{model.name} on {data} ({split}, {m['images']} images)")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -316,7 +313,7 @@ def export_reviews(
     from storage.review_export import export_reviews as do_export
 
     t0, t1 = _time_window(since, until)
-    settings = _settings()
+    settings = load_settings()
     engine = get_engine(settings)
     try:
         summary = do_export(
@@ -354,7 +351,7 @@ def quantize(
     try:
         facts = quantize_int8(model, data, out, images=images, method=method, seed=seed)
     except (FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if compare:
         try:
             facts["validation"] = compare_on_split(model, out, data, seed=seed)
@@ -376,7 +373,7 @@ def _int_list(text: str) -> list[int]:
     except ValueError:
         values = []
     if not values or min(values) < 1:
-        _fail(f"expected comma-separated positive integers, got {text!r}")
+        fail(f"expected comma-separated positive integers, got {text!r}")
     return values
 
 
@@ -400,9 +397,9 @@ def bench_models(
 
     chosen = [e.strip() for e in engines.split(",") if e.strip()]
     if not chosen or any(e not in ENGINES for e in chosen):
-        _fail(f"--engines must be a subset of {','.join(ENGINES)}")
+        fail(f"--engines must be a subset of {','.join(ENGINES)}")
     if not models_dir.is_dir():
-        _fail(f"models folder not found: {models_dir}")
+        fail(f"models folder not found: {models_dir}")
     sizes = _int_list(batches)
     n_models = len(list(models_dir.glob("*.onnx")))
     with Progress(console=console, transient=True) as bar:
@@ -417,7 +414,7 @@ def bench_models(
                 models_dir, sizes, threads, seconds, chosen, checkpoint_dir, progress=step
             )
         except (FileNotFoundError, ModelMetadataError) as exc:
-            _fail(str(exc))
+            fail(str(exc))
     plot = write_report(report, json_out)
     print_report(report, console)
     console.print(f"wrote {json_out}" + (f" and {plot}" if plot else " (no matplotlib: no plot)"))
@@ -450,7 +447,7 @@ def bench_pipeline(
     from deploy.bench_pipeline import print_report, run_pipeline_bench
     from deploy.workers import plan_workers
 
-    settings = _settings()  # logging as configured
+    settings = load_settings()  # logging as configured
     logging.getLogger("acquisition").setLevel(logging.WARNING)
     workers = workers or plan_workers(settings).workers
     with Progress(console=console, transient=True) as bar:
@@ -462,7 +459,7 @@ def bench_pipeline(
                 peak_seconds=peak_seconds, progress=lambda f: bar.update(task, completed=f),
             )
         except (FileNotFoundError, ValueError, RuntimeError) as exc:
-            _fail(str(exc))
+            fail(str(exc))
     json_out.parent.mkdir(parents=True, exist_ok=True)
     json_out.write_text(json.dumps(report, indent=2))
     print_report(report, console)
@@ -484,7 +481,7 @@ def bench_gpu(
     (fp16 where accuracy holds), the recipe at 30 fps for 60 s; a JSON report to commit."""
     from deploy.bench_gpu import run_gpu_check
 
-    settings = _settings()
+    settings = load_settings()
     with console.status("GPU check"):
         report, path = run_gpu_check(
             out, data_dir=settings.data_dir, recipe=recipe, do_install=install, wheels=wheels,
@@ -528,14 +525,14 @@ def bench_profile(
 
     chosen = tuple(e.strip() for e in engines.split(",") if e.strip())
     if not chosen or any(e not in ENGINES for e in chosen):
-        _fail(f"--engines must be a subset of {','.join(ENGINES)}")
+        fail(f"--engines must be a subset of {','.join(ENGINES)}")
     if not model.is_file():
-        _fail(f"model not found: {model}")
+        fail(f"model not found: {model}")
     with console.status(f"profiling {model.name} at batch {batch}"):
         try:
             report = run_profile(model, batch, threads, runs, chosen, checkpoint_dir)
         except (ModelMetadataError, ValueError) as exc:
-            _fail(f"{model}: {exc}")
+            fail(f"{model}: {exc}")
     json_out.parent.mkdir(parents=True, exist_ok=True)
     json_out.write_text(json.dumps(report, indent=2))
     print_profile(report, console, top)
@@ -562,11 +559,11 @@ def replay_cmd(
     from storage.repository import InspectionRepository
 
     t0, t1 = _time_window(since, until)
-    settings = _settings()
+    settings = load_settings()
     try:
         candidate = load_recipe(recipe, settings)
     except (FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     engine = get_engine(settings)
     try:
         report = do_replay(

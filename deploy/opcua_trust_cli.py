@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from deploy.cli_base import fail
+
 console = Console()
 
 
@@ -38,8 +40,7 @@ def opcua_trust(
         else:
             _list(trust)
     except ValueError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+        fail(str(exc))
 
 
 def _list(trust) -> None:  # noqa: ANN001 - plc.opcua_trust.TrustList, imported lazily

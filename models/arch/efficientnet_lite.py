@@ -46,6 +46,9 @@ _B0_STAGES: tuple[tuple[int, int, int, int, int, int], ...] = (
     (1, 3, 1, 6, 192, 320),
 )
 
+#: number of MBConv stages (what ``--freeze-stages`` counts)
+LITE_STAGES = len(_B0_STAGES)
+
 #: index in :data:`_B0_STAGES` of the stage that halves the resolution to stride 32
 _STRIDE32_STAGE = 5
 
@@ -155,8 +158,8 @@ class EfficientNetLite(nn.Module):
         gradient and their batch-norm statistics stay the ImageNet ones. Returns the number of
         frozen parameters. A frozen prefix costs no backward pass on a 2-core CPU, where the
         high-resolution early layers are the dearest part of it."""
-        if not 0 <= stages <= len(self.stage_ends):
-            raise ValueError(f"stages to freeze must be 0..{len(self.stage_ends)}, got {stages}")
+        if not 0 <= stages <= LITE_STAGES:
+            raise ValueError(f"stages to freeze must be 0..{LITE_STAGES}, got {stages}")
         last = self.stage_ends[stages - 1] + 1 if stages else 0
         self.frozen = [self._conv_stem, self._bn0, *self._blocks[:last]] if stages else []
         for module in self.frozen:
