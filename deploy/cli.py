@@ -175,6 +175,8 @@ def train(
     positive_fraction: float = typer.Option(
         0.0, help="segment with --tile: repeat defect tiles to this fraction of training tiles"
     ),
+    positive_class: str = typer.Option(
+        "", help="segment: with --positive-fraction, count only tiles holding this class"),
     source: Path = typer.Option(None, help="classify: frames the tile set was cut from"),
     source_crops: int = typer.Option(0, help="classify: extra random tiles per --source frame"),
     extra_data: Path = typer.Option(
@@ -203,6 +205,8 @@ def train(
         fail("--source-crops needs a classification set and an existing --source folder")
     if not 0.0 <= positive_fraction < 1.0:
         fail("--positive-fraction must be in [0, 1)")
+    if positive_class and not positive_fraction:
+        fail("--positive-class needs a --positive-fraction above 0")
     if extra_data is not None and not (extra_data / "manifest.json").is_file():
         fail(f"--extra-data {extra_data}: no manifest.json (write it with export-reviews)")
     if init_from is not None and not init_from.is_file():
@@ -225,6 +229,7 @@ def train(
         max_minutes=max_minutes,
         tile=tile,
         positive_fraction=positive_fraction,
+        positive_class=positive_class,
         source=str(source or ""),
         source_crops=source_crops,
         select_metric=select_metric or ("miou" if task == "segment" else "accuracy"),

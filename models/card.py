@@ -39,6 +39,7 @@ def _extra_options(cfg: dict) -> str:
     opts = ""
     if cfg.get("tile"):
         opts += f" --tile {cfg['tile']} --positive-fraction {cfg.get('positive_fraction', 0.0)}"
+        opts += f" --positive-class {cfg['positive_class']}" if cfg.get("positive_class") else ""
     if cfg.get("source_crops"):
         opts += f" --source {cfg['source']} --source-crops {cfg['source_crops']}"
     return opts
@@ -132,7 +133,8 @@ def _data_notes(cfg: dict, split: dict) -> list[str]:
             f"- trained on tiles: every image cut into {cfg['tile']} x {cfg['tile']} frame-px "
             "tiles "
             f"as the service's tiler cuts frames, each resized to the input size "
-            f"({split.get('train_tiles', '?')} training tiles after repeating defect tiles to "
+            f"({split.get('train_tiles', '?')} training tiles after repeating "
+            f"{cfg.get('positive_class') or 'defect'} tiles to "
             f"{cfg.get('positive_fraction', 0.0):.0%}, {split.get('val_tiles', '?')} validation "
             f"tiles); recipes must run it with `tile: {cfg['tile']}` (ONNX `lineinspect.tile`), "
             "`lineinspect evaluate` stitches the tiles of whole images"

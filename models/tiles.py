@@ -39,15 +39,20 @@ def cut_tiles(
     return imgs, masks
 
 
-def oversample_positive(masks: np.ndarray, fraction: float) -> np.ndarray:
-    """Indices into ``masks`` (N,H,W) with foreground tiles repeated to >= ``fraction`` of all.
+def oversample_positive(
+    masks: np.ndarray, fraction: float, class_id: int | None = None
+) -> np.ndarray:
+    """Indices into ``masks`` (N,H,W) with positive tiles repeated to >= ``fraction`` of all.
 
-    ``fraction`` 0 (or no foreground tile, or already enough) returns ``arange(N)``.
+    A tile is positive when it holds any foreground pixel, or with ``class_id`` a pixel of
+    that class (a rare class such as pinholes, whose tiles are few among the defect tiles).
+    ``fraction`` 0 (or no positive tile, or already enough) returns ``arange(N)``.
     """
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"positive fraction must be in [0, 1), got {fraction}")
     idx = np.arange(len(masks))
-    pos = idx[masks.reshape(len(masks), -1).max(1) > 0]
+    flat = masks.reshape(len(masks), -1)
+    pos = idx[(flat == class_id).any(1) if class_id is not None else flat.max(1) > 0]
     neg = len(masks) - len(pos)
     if fraction == 0.0 or len(pos) == 0 or len(pos) >= fraction * len(masks):
         return idx

@@ -71,6 +71,7 @@ class TrainConfig:
     tile: int = 0
     #: segment only: repeat foreground tiles until they are this fraction of training tiles
     positive_fraction: float = 0.0
+    positive_class: str = ""
     #: classify on a tile set: the frames it was cut from (images/, masks/, classes.json)
     source: str = ""
     #: classify: extra random tiles cut per training frame of ``source`` (0 = none)
@@ -254,7 +255,6 @@ def predict(
 def train(cfg: TrainConfig, resume: bool = False) -> dict:
     """Train one network; returns the final metrics dict (also written to ``metrics.json``)."""
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     _seed_everything(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -264,6 +264,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         raise ValueError(f"{cfg.data} is a {index.task} data set, not {cfg.task}")
     if (cfg.tile or cfg.positive_fraction) and cfg.task != "segment":
         raise ValueError("--tile and --positive-fraction are for segmentation only")
+    positive_id = _class_id(index.classes, cfg.positive_class)
+    out.mkdir(parents=True, exist_ok=True)  # after the checks: a refused run leaves nothing
     train_s, val_s = load_split(cfg, index)
     xtr, ytr = _load_images(train_s, cfg, cfg.task)
     xva, yva = _load_images(val_s, cfg, cfg.task)
@@ -275,7 +277,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     if cfg.positive_fraction:
         from models.tiles import oversample_positive
 
-        keep = oversample_positive(ytr, cfg.positive_fraction)
+        keep = oversample_positive(ytr, cfg.positive_fraction, positive_id)
         xtr, ytr = xtr[keep], ytr[keep]
     num_classes = len(index.classes)
     model = arch_registry.build(cfg.arch, num_classes, cfg.channels, cfg.variant).to(device)
@@ -392,6 +394,16 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         pred = predict(ema_model, xva_t[show], m_t.cpu(), s_t.cpu()).argmax(1).numpy()
         plots.segmentation_overlays(xva[show], yva[show], pred, out / "overlays.png")
     return final
+
+
+def _class_id(classes: list[str], name: str) -> int | None:
+    """Index of the foreground class ``name`` (None for ""); ValueError for any other name."""
+    if not name:
+        return None
+    if name not in classes[1:]:
+        raise ValueError(f"--positive-class {name!r} is not a defect class of this data set "
+                         f"({', '.join(classes[1:])})")
+    return classes.index(name)
 
 
 def _input_norm(model: torch.nn.Module, x: np.ndarray, channels: int) -> tuple[list, list]:

@@ -52,6 +52,17 @@ def test_oversample_positive_reaches_the_fraction_and_keeps_every_tile() -> None
         oversample_positive(masks, 1.0)
 
 
+def test_oversample_positive_of_one_class_repeats_only_its_tiles() -> None:
+    masks = np.zeros((20, 4, 4), np.uint8)
+    masks[[3, 11], 1, 1] = 1  # a common defect class
+    masks[5, 2, 2] = 2  # the rare one
+    idx = oversample_positive(masks, 0.25, class_id=2)
+    assert set(range(20)) <= set(idx.tolist())
+    assert (idx == 5).sum() / len(idx) >= 0.25
+    assert (idx == 3).sum() == (idx == 11).sum() == 1
+    assert np.array_equal(oversample_positive(masks, 0.25, class_id=4), np.arange(20))
+
+
 def _threshold_model(tiles: list[np.ndarray]) -> np.ndarray:
     """Logits at a 32x32 'input size': class 1 where the tile is bright."""
     small = np.stack([cv2.resize(t, (32, 32), interpolation=cv2.INTER_AREA) for t in tiles])
@@ -136,3 +147,22 @@ def test_cli_refuses_tile_training_for_classifiers(tmp_path: Path) -> None:
     res = train_classify_mm(tmp_path, "--tile", "64")
     assert res.exit_code != 0
     assert "segmentation" in res.output
+
+
+def test_train_refuses_a_positive_class_the_data_set_lacks(tmp_path: Path) -> None:
+    from models.train import TrainConfig, train
+
+    data = tmp_path / "ksdd"
+    _ksdd_like(data)
+    cfg = TrainConfig(task="segment", arch="sme_deeplabv3plus", data=str(data),
+                      out=str(tmp_path / "run"), epochs=1, input_size=[32, 32], tile=64,
+                      positive_fraction=0.3, positive_class="pinhole", threads=1)
+    with pytest.raises(ValueError, match="'pinhole' is not a defect class"):
+        train(cfg)
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_refuses_a_positive_class_without_a_fraction(tmp_path: Path) -> None:
+    res = train_classify_mm(tmp_path, "--positive-class", "pit")
+    assert res.exit_code == 2
+    assert "--positive-class needs a --positive-fraction" in res.output

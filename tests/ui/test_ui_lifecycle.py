@@ -6,6 +6,7 @@ HTTP, the pages in headless Chromium (screenshots in ui_helpers.ARTIFACTS)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -87,6 +88,24 @@ def _shadow(store: ShadowRepository, fid: int, at: datetime, live: str, verdict:
         models={"fake@shadow": "0.0.2"}, latency_ms=41.0, disagreement=kind))
 
 
+def _past_first_seconds_of_day() -> datetime:
+    """Now (whole seconds, UTC), at least ten seconds after midnight."""
+    now = utc_now().replace(microsecond=0)
+    since_midnight = now - now.replace(hour=0, minute=0, second=0)
+    if since_midnight < timedelta(seconds=10):
+        time.sleep((timedelta(seconds=10) - since_midnight).total_seconds())
+        now = utc_now().replace(microsecond=0)
+    return now
+
+
+def _earlier_today(now: datetime, n: int) -> list[datetime]:
+    """``n`` increasing whole-second times before ``now`` on its UTC day: the "today" rows stay
+    on one day when the suite runs just after midnight (CI of 2026-12-06 ran across it)."""
+    since_midnight = int((now - now.replace(hour=0, minute=0, second=0)).total_seconds())
+    step = timedelta(seconds=min(60, since_midnight // (n + 1)))
+    return [now - step * (n - k) for k in range(n)]
+
+
 @pytest.fixture(scope="module")
 def lc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
     """The service, seeded: 8 inspections of one line with retained frames; shadow results
@@ -103,8 +122,8 @@ def lc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
     app = create_app(settings, inspector_factory=fake_factory, preload_models=False,
                      retention_interval_s=None)
     svc = app.state.services
-    now = utc_now().replace(microsecond=0)
-    at = {k: now - timedelta(minutes=30 - k) for k in range(8)}
+    now = _past_first_seconds_of_day()
+    at = dict(enumerate(_earlier_today(now, 8)))
     ids = {
         "ok_candidate_ng": _inspection(svc, 1, at[1], None, 0.0),
         "ng_candidate_ok": _inspection(svc, 2, at[2], "pit", 0.93),
