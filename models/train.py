@@ -71,6 +71,7 @@ class TrainConfig:
     tile: int = 0
     #: segment only: repeat foreground tiles until they are this fraction of training tiles
     positive_fraction: float = 0.0
+    #: segment with positive_fraction: count only tiles holding this class ("" = any defect)
     positive_class: str = ""
     #: classify on a tile set: the frames it was cut from (images/, masks/, classes.json)
     source: str = ""
