@@ -88,12 +88,16 @@ def _shadow(store: ShadowRepository, fid: int, at: datetime, live: str, verdict:
         models={"fake@shadow": "0.0.2"}, latency_ms=41.0, disagreement=kind))
 
 
+def _since_midnight(now: datetime) -> timedelta:
+    """Time since the start of ``now``'s UTC day."""
+    return now - now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
 def _past_first_seconds_of_day() -> datetime:
     """Now (whole seconds, UTC), at least ten seconds after midnight."""
     now = utc_now().replace(microsecond=0)
-    since_midnight = now - now.replace(hour=0, minute=0, second=0)
-    if since_midnight < timedelta(seconds=10):
-        time.sleep((timedelta(seconds=10) - since_midnight).total_seconds())
+    if _since_midnight(now) < timedelta(seconds=10):
+        time.sleep((timedelta(seconds=10) - _since_midnight(now)).total_seconds())
         now = utc_now().replace(microsecond=0)
     return now
 
@@ -101,8 +105,7 @@ def _past_first_seconds_of_day() -> datetime:
 def _earlier_today(now: datetime, n: int) -> list[datetime]:
     """``n`` increasing whole-second times before ``now`` on its UTC day: the "today" rows stay
     on one day when the suite runs just after midnight (CI of 2026-12-06 ran across it)."""
-    since_midnight = int((now - now.replace(hour=0, minute=0, second=0)).total_seconds())
-    step = timedelta(seconds=min(60, since_midnight // (n + 1)))
+    step = timedelta(seconds=min(60, int(_since_midnight(now).total_seconds()) // (n + 1)))
     return [now - step * (n - k) for k in range(n)]
 
 
