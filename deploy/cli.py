@@ -186,6 +186,9 @@ def train(
         None, help="start from this checkpoint (best.pt/last.pt of the same arch and classes)"),
     freeze_stages: int = typer.Option(
         0, help="lite* variants: freeze the encoder's stem and first N of its 7 stages"),
+    class_weight_power: float = typer.Option(
+        0.5, help="loss weight of a class = (largest class count / its count) ** this, in "
+        "[0, 1]; 0 = all classes alike"),
 ) -> None:
     """Train a zoo network on a data set with a grouped train/validation split; fine-tune
     with --init-from and QA's reviews (--extra-data)."""
@@ -213,6 +216,8 @@ def train(
         fail(f"--init-from {init_from}: no such checkpoint")
     if freeze_stages and not (variant.startswith("lite") and 0 < freeze_stages <= LITE_STAGES):
         fail(f"--freeze-stages needs a lite* variant and a number of stages in 1..{LITE_STAGES}")
+    if not 0.0 <= class_weight_power <= 1.0:
+        fail("--class-weight-power must be in [0, 1]")
     cfg = TrainConfig(
         task=task,
         arch=arch,
@@ -236,6 +241,7 @@ def train(
         extra_data=str(extra_data or ""),
         init_from=str(init_from or ""),
         freeze_stages=freeze_stages,
+        class_weight_power=class_weight_power,
     )
     try:
         metrics = do_train(cfg, resume=resume)

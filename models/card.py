@@ -45,9 +45,19 @@ def _extra_options(cfg: dict) -> str:
     return opts
 
 
+def _weights_text(cfg: dict) -> str:
+    power = cfg.get("class_weight_power", 0.5)
+    if power == 0:
+        return "equal loss weights for every class"
+    return f"class-balanced loss weights (inverse frequency^{power:g})"
+
+
 def _run_options(cfg: dict) -> str:
-    """Options that shaped the run itself: frozen encoder stages, CPU threads, a wall-time cap."""
+    """Options that shaped the run itself: frozen encoder stages, loss weights, CPU threads,
+    a wall-time cap."""
     opts = f" --freeze-stages {cfg['freeze_stages']}" if cfg.get("freeze_stages") else ""
+    power = cfg.get("class_weight_power", 0.5)
+    opts += f" --class-weight-power {power:g}" if power != 0.5 else ""
     opts += f" --threads {cfg['threads']}" if cfg.get("threads") else ""
     if cfg.get("max_minutes"):
         opts += f" --max-minutes {cfg['max_minutes']:g}"
@@ -206,8 +216,8 @@ def render_card(f: dict) -> str:
         f"- command: `{cmd}`",
         f"- hyper-parameters: AdamW lr {cfg['lr']}, weight decay {cfg['weight_decay']}, "
         f"{cfg['warmup_epochs']} warm-up epochs then cosine, batch {cfg['batch_size']}, "
-        f"{_loss_text(cfg)}, EMA {cfg['ema_decay']}, class-balanced "
-        "loss weights (inverse frequency^0.5), augmentation: flips, 90° rotations, brightness "
+        f"{_loss_text(cfg)}, EMA {cfg['ema_decay']}, {_weights_text(cfg)}, "
+        "augmentation: flips, 90° rotations, brightness "
         "x0.7–1.3, Gaussian noise",
         *_data_notes(cfg, f["split"]),
         f"- best epoch {f.get('best_epoch') or '?'} of "

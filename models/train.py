@@ -85,6 +85,8 @@ class TrainConfig:
     init_from: str = ""
     #: lite* variants: stem + this many of the encoder's first stages frozen (0 = none)
     freeze_stages: int = 0
+    #: loss weight of a class = (largest class count / its count) ** this (0 = all equal)
+    class_weight_power: float = 0.5
 
 
 def _seed_everything(seed: int) -> None:
@@ -233,9 +235,13 @@ class Ema:
                 e.copy_(m)
 
 
-def _class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
+def class_weights(labels: np.ndarray, num_classes: int, power: float = 0.5) -> torch.Tensor:
+    """Cross-entropy weight per class, ``(largest count / count) ** power``, mean 1.
+
+    ``labels`` are class indexes (images or mask pixels); 0.5 damps the rare classes' pull,
+    0 weighs every class alike (fewer false alarms from a segmenter, docs/DECISIONS.md)."""
     counts = np.bincount(labels.ravel(), minlength=num_classes).astype(np.float64) + 1.0
-    w = (counts.max() / counts) ** 0.5
+    w = (counts.max() / counts) ** power
     return torch.tensor(w / w.mean(), dtype=torch.float32)
 
 
@@ -301,7 +307,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
             return cfg.lr * (step + 1) / warm
         return cfg.lr * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
 
-    weights = _class_weights(ytr, num_classes).to(device)
+    weights = class_weights(ytr, num_classes, cfg.class_weight_power).to(device)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
     m_t = torch.tensor(mean).view(1, -1, 1, 1).to(device)
     s_t = torch.tensor(std).view(1, -1, 1, 1).to(device)

@@ -60,3 +60,13 @@ def test_pretrained_start_names_the_frozen_stages(facts: dict) -> None:
     card = render_card(facts)
     assert "trained end to end except the encoder's stem and first 2 stages" in card
     assert "--freeze-stages 2" in _line(card, "- command:")
+
+
+def test_card_names_the_class_weights_the_run_used(facts: dict) -> None:
+    card = render_card(facts)  # released before the option: the default 0.5
+    assert "class-balanced loss weights (inverse frequency^0.5)" in card
+    assert "--class-weight-power" not in _line(card, "- command:")
+    facts["config"]["class_weight_power"] = 0.0
+    card = render_card(facts)
+    assert "equal loss weights for every class" in _line(card, "- hyper-parameters:")
+    assert "--class-weight-power 0" in _line(card, "- command:")
