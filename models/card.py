@@ -45,8 +45,13 @@ def _extra_options(cfg: dict) -> str:
     return opts
 
 
+def _class_weight_power(cfg: dict) -> float:
+    """The run's ``--class-weight-power``; runs from before the option used 0.5."""
+    return cfg.get("class_weight_power", 0.5)
+
+
 def _weights_text(cfg: dict) -> str:
-    power = cfg.get("class_weight_power", 0.5)
+    power = _class_weight_power(cfg)
     if power == 0:
         return "equal loss weights for every class"
     return f"class-balanced loss weights (inverse frequency^{power:g})"
@@ -56,7 +61,7 @@ def _run_options(cfg: dict) -> str:
     """Options that shaped the run itself: frozen encoder stages, loss weights, CPU threads,
     a wall-time cap."""
     opts = f" --freeze-stages {cfg['freeze_stages']}" if cfg.get("freeze_stages") else ""
-    power = cfg.get("class_weight_power", 0.5)
+    power = _class_weight_power(cfg)
     opts += f" --class-weight-power {power:g}" if power != 0.5 else ""
     opts += f" --threads {cfg['threads']}" if cfg.get("threads") else ""
     if cfg.get("max_minutes"):

@@ -235,7 +235,7 @@ class Ema:
                 e.copy_(m)
 
 
-def class_weights(labels: np.ndarray, num_classes: int, power: float = 0.5) -> torch.Tensor:
+def class_weights(labels: np.ndarray, num_classes: int, power: float) -> torch.Tensor:
     """Cross-entropy weight per class, ``(largest count / count) ** power``, mean 1.
 
     ``labels`` are class indexes (images or mask pixels); 0.5 damps the rare classes' pull,

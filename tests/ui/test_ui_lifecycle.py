@@ -96,8 +96,9 @@ def _since_midnight(now: datetime) -> timedelta:
 def _past_first_seconds_of_day() -> datetime:
     """Now (whole seconds, UTC), at least ten seconds after midnight."""
     now = utc_now().replace(microsecond=0)
-    if _since_midnight(now) < timedelta(seconds=10):
-        time.sleep((timedelta(seconds=10) - _since_midnight(now)).total_seconds())
+    wait = timedelta(seconds=10) - _since_midnight(now)
+    if wait > timedelta(0):
+        time.sleep(wait.total_seconds())
         now = utc_now().replace(microsecond=0)
     return now
 
