@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 _PALETTE = np.array(
     [
@@ -33,11 +34,13 @@ def training_curves(history: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(ep, [h["loss"] for h in history], label="train loss")
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax2 = ax.twinx()
     ax2.plot(ep, [h["score"] for h in history], color="tab:orange", label="val score")
     ax2.set_ylim(0, 1)
-    fig.legend(loc="lower center", ncol=2)
-    fig.tight_layout()
+    # above the axes: below them it covered the x-axis label
+    fig.legend(loc="upper center", ncol=2, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
