@@ -1,7 +1,8 @@
 """The ``lineinspect`` command line (typer).
 
 Service parts: ``acquire``, ``infer``, ``serve`` and ``run`` (all three in one process).
-Models: ``train``, ``export``, ``evaluate``. Benchmarks: ``bench models|pipeline|profile``.
+Models: ``train``, ``export``, ``evaluate``, ``verdict-rates``.
+Benchmarks: ``bench models|pipeline|profile``.
 QA: ``export-reviews`` (reviewed inspections as a labelled data set).
 Heavy imports happen inside the commands so ``lineinspect --help`` stays fast and the
 service commands never import torch.
@@ -21,6 +22,7 @@ from rich.table import Table
 from deploy import plc_cli as _plc_cli
 from deploy import promote_cli as _promote_cli
 from deploy import soak_cli as _soak_cli
+from deploy import verdict_rates_cli as _verdict_rates_cli
 from deploy.cli_base import fail, load_settings
 
 app = typer.Typer(help="lineinspect: inline surface inspection", no_args_is_help=True)
@@ -29,6 +31,7 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(_plc_cli.plc_app, name="plc")
 bench_app.command("plc")(_plc_cli.bench_plc)
 bench_app.command("soak")(_soak_cli.bench_soak)
+app.command("verdict-rates")(_verdict_rates_cli.verdict_rates_cmd)
 console = Console()
 
 
