@@ -3,12 +3,13 @@
 A segmenter's mIoU is measured on its own data set's classes; on the line it is also the
 detector that gates the classifiers, so a release must not call fewer defective frames NG.
 ``verdict_rates`` runs a recipe (optionally with some models' files swapped) over folders of
-images and counts the NG verdicts per folder. A folder named ``clean`` (at or below a root) holds
-defect-free frames; every other image is expected NG.
+images and counts the NG verdicts per folder. A folder named ``clean``, ``defect_free``,
+``ok`` or ``good`` (at or below a root) holds defect-free frames; every other image is
+expected NG.
 
 Layout: each ``--data`` folder holds images, or sub-folders of images (a data set's class
 folders, e.g. X-SDD or NEU-CLS); each folder of images is one row, named from the root's own
-name down, and it counts as clean when that name holds a ``clean`` part.
+name down, and it counts as clean when that name holds one of those parts.
 """
 
 from __future__ import annotations
@@ -24,7 +25,14 @@ from core.settings import Settings
 from inference.pipeline import Inspector
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
-CLEAN_FOLDER = "clean"
+#: folder names that hold defect-free frames (X-SDD-style ``clean``, the aluminium tiles'
+#: ``defect_free``, and the usual ``ok`` / ``good``)
+CLEAN_FOLDERS = frozenset({"clean", "defect_free", "ok", "good"})
+
+
+def is_clean(label: str) -> bool:
+    """Whether a folder label (``x-sdd/red_iron``, ``tiles/defect_free``) names clean frames."""
+    return not CLEAN_FOLDERS.isdisjoint(Path(label).parts)
 
 
 def parse_swaps(items: Sequence[str], recipe: Recipe) -> dict[str, Path]:
@@ -87,8 +95,7 @@ def verdict_rates(
     inspector = Inspector(recipe, settings)
     labels = {f: _label(f, roots) for f in folders}
     rows: dict[Path, dict] = {
-        f: {"folder": label, "clean": CLEAN_FOLDER in Path(label).parts, "frames": 0,
-            "ng": 0, "unreadable": 0}
+        f: {"folder": label, "clean": is_clean(label), "frames": 0, "ng": 0, "unreadable": 0}
         for f, label in labels.items()
     }
     for i, (folder, path) in enumerate(files):

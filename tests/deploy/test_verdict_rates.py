@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from core.recipe import load_recipe
 from core.settings import DEMO_FRAMES_DIR, Settings
 from deploy.cli import app
-from deploy.verdict_rates import parse_swaps, verdict_rates, with_models
+from deploy.verdict_rates import is_clean, parse_swaps, verdict_rates, with_models
 from tests.onnx_factory import make_segmenter
 
 
@@ -86,3 +86,12 @@ def test_cli_writes_the_counts_it_prints(frames: Path, tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     assert report["clean"]["frames"] == 3 and report["defective"]["frames"] == 0
     assert "all clean" in result.output
+
+
+@pytest.mark.parametrize(
+    ("label", "clean"),
+    [("c/clean", True), ("aluminum-tiles/defect_free", True), ("line/ok", True),
+     ("x-sdd/red_iron", False), ("neu-cls/crazing", False), ("uncleaned", False)],
+)
+def test_clean_folders_are_known_by_name(label: str, clean: bool) -> None:
+    assert is_clean(label) is clean
