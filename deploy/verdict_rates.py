@@ -80,7 +80,9 @@ def verdict_rates(
 ) -> dict:
     """NG counts per image folder under ``roots`` and the totals (see the module docstring).
 
-    Raises ValueError when the roots hold no image.
+    Images are read as the recipe's camera delivers them (gray for ``Mono*`` pixel formats,
+    else RGB); files that do not decode are counted as ``unreadable``, not inspected. Raises
+    ValueError when the roots hold no image.
     """
     folders = image_folders(roots)
     files = [
@@ -98,8 +100,11 @@ def verdict_rates(
         f: {"folder": label, "clean": is_clean(label), "frames": 0, "ng": 0, "unreadable": 0}
         for f, label in labels.items()
     }
+    gray = recipe.camera.pixel_format.startswith("Mono")
     for i, (folder, path) in enumerate(files):
-        image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
+        if image is not None and not gray:
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)  # as the camera delivers colour
         row = rows[folder]
         if image is None:
             row["unreadable"] += 1

@@ -54,6 +54,11 @@ def verdict_rates_cmd(
             table.add_row(f"[b]all {label}[/b]", "OK" if label == "clean" else "NG",
                           str(t["frames"]), str(t["ng"]), f"{t['ng_rate']:.3f}")
     console.print(table)
+    unreadable = [
+        f"{r['folder']} ({r['unreadable']})" for r in report["folders"] if r["unreadable"]
+    ]
+    if unreadable:
+        console.print(f"[yellow]not decodable, not counted:[/yellow] {', '.join(unreadable)}")
     if out:
         out.write_text(json.dumps(report, indent=1) + "\n")
         console.print(f"wrote {out}")

@@ -95,3 +95,16 @@ def test_cli_writes_the_counts_it_prints(frames: Path, tmp_path: Path) -> None:
 )
 def test_clean_folders_are_known_by_name(label: str, clean: bool) -> None:
     assert is_clean(label) is clean
+
+
+def test_an_undecodable_file_is_counted_and_named_not_inspected(frames: Path,
+                                                                tmp_path: Path) -> None:
+    folder = tmp_path / "clean"
+    folder.mkdir()
+    shutil.copy(next((frames / "clean").iterdir()), folder / "a.png")
+    (folder / "broken.png").write_bytes(b"not a png")
+    result = CliRunner().invoke(app, ["verdict-rates", "--data", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert "not decodable, not counted" in result.output and "clean (1)" in result.output
+    report = verdict_rates(load_recipe("steel-strip"), [folder], Settings(ort_threads=1))
+    assert report["folders"][0]["unreadable"] == 1 and report["clean"]["frames"] == 1
