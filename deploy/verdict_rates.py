@@ -18,13 +18,11 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-import cv2
-
 from core.recipe import Recipe
 from core.settings import Settings
 from inference.pipeline import Inspector
+from models.data import IMAGE_EXTS, read_gray_or_rgb
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 #: folder names that hold defect-free frames (X-SDD-style ``clean``, the aluminium tiles'
 #: ``defect_free``, and the usual ``ok`` / ``good``)
 CLEAN_FOLDERS = frozenset({"clean", "defect_free", "ok", "good"})
@@ -62,13 +60,15 @@ def with_models(recipe: Recipe, swaps: dict[str, Path]) -> Recipe:
     return recipe.model_copy(update={"models": models})
 
 
-def image_folders(roots: Sequence[Path]) -> list[Path]:
-    """Every folder under ``roots`` (roots included) that directly holds images, sorted."""
-    found: set[Path] = set()
+def image_files(roots: Sequence[Path]) -> list[tuple[Path, str, Path]]:
+    """``(folder, folder label, image)`` for every image under ``roots``, sorted by folder
+    then name; the label names the folder from its root's own name down (``x-sdd/red_iron``)."""
+    found = []
     for root in roots:
         for path in root.rglob("*"):
-            if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
-                found.add(path.parent)
+            if path.suffix.lower() in IMAGE_EXTS and path.is_file():
+                label = (Path(root.resolve().name) / path.parent.relative_to(root)).as_posix()
+                found.append((path.parent, label, path))
     return sorted(found)
 
 
@@ -84,29 +84,22 @@ def verdict_rates(
     else RGB); files that do not decode are counted as ``unreadable``, not inspected. Raises
     ValueError when the roots hold no image.
     """
-    folders = image_folders(roots)
-    files = [
-        (folder, path)
-        for folder in folders
-        for path in sorted(folder.iterdir())
-        if path.suffix.lower() in IMAGE_SUFFIXES
-    ]
+    files = image_files(roots)
     if not files:
-        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under "
+        raise ValueError(f"no images ({', '.join(IMAGE_EXTS)}) under "
                          f"{', '.join(str(r) for r in roots)}")
     inspector = Inspector(recipe, settings)
-    labels = {f: _label(f, roots) for f in folders}
     rows: dict[Path, dict] = {
-        f: {"folder": label, "clean": is_clean(label), "frames": 0, "ng": 0, "unreadable": 0}
-        for f, label in labels.items()
+        folder: {"folder": label, "clean": is_clean(label), "frames": 0, "ng": 0,
+                 "unreadable": 0}
+        for folder, label, _ in files
     }
-    gray = recipe.camera.pixel_format.startswith("Mono")
-    for i, (folder, path) in enumerate(files):
-        image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
-        if image is not None and not gray:
-            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)  # as the camera delivers colour
+    channels = 1 if recipe.camera.pixel_format.startswith("Mono") else 3
+    for i, (folder, _, path) in enumerate(files):
         row = rows[folder]
-        if image is None:
+        try:
+            image = read_gray_or_rgb(path, channels)  # as the camera delivers it
+        except ValueError:
             row["unreadable"] += 1
         else:
             result = inspector.inspect(image, "verdict-rates", i + 1, datetime.now(UTC))
@@ -123,14 +116,6 @@ def verdict_rates(
         "defective": _total(r for r in rows.values() if not r["clean"]),
         "clean": _total(r for r in rows.values() if r["clean"]),
     }
-
-
-def _label(folder: Path, roots: Sequence[Path]) -> str:
-    """``folder`` named from its ``--data`` root's name down (``x-sdd/red_iron``)."""
-    for root in roots:
-        if folder.is_relative_to(root):
-            return (Path(root.resolve().name) / folder.relative_to(root)).as_posix()
-    return str(folder)
 
 
 def _total(rows) -> dict:  # noqa: ANN001 - any iterable of folder rows

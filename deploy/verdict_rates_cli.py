@@ -17,7 +17,8 @@ console = Console()
 def verdict_rates_cmd(
     data: list[Path] = typer.Option(..., exists=True, file_okay=False,
                                     help="folder of images or of class folders (repeatable); "
-                                         "a folder named 'clean' holds defect-free frames"),
+                                         "folders named 'clean', 'defect_free', 'ok' or "
+                                         "'good' hold defect-free frames"),
     recipe: str = typer.Option("steel-strip", help="recipe name or YAML path"),
     model: list[str] = typer.Option([], help="NAME=PATH: read that model of the recipe from "
                                               "another ONNX file (repeatable)"),
