@@ -50,13 +50,16 @@ def parse_swaps(items: Sequence[str], recipe: Recipe) -> dict[str, Path]:
     return swaps
 
 
-def with_models(recipe: Recipe, swaps: dict[str, Path]) -> Recipe:
+def with_models(recipe: Recipe, swaps: dict[str, Path], fp32: bool = False) -> Recipe:
     """``recipe`` with the named models read from other files (quantize kept: an INT8 recipe
-    then reads the ``.int8.onnx`` beside the swapped file)."""
+    then reads the ``.int8.onnx`` beside the swapped file); ``fp32`` runs every model from
+    its fp32 file, ``quantize: int8`` ignored (what quantisation changes on the line)."""
     models = [
         m.model_copy(update={"path": str(swaps[m.name])}) if m.name in swaps else m
         for m in recipe.models
     ]
+    if fp32:
+        models = [m.model_copy(update={"quantize": "none"}) for m in models]
     return recipe.model_copy(update={"models": models})
 
 

@@ -22,6 +22,8 @@ def verdict_rates_cmd(
     recipe: str = typer.Option("steel-strip", help="recipe name or YAML path"),
     model: list[str] = typer.Option([], help="NAME=PATH: read that model of the recipe from "
                                               "another ONNX file (repeatable)"),
+    fp32: bool = typer.Option(False, "--fp32", help="run every model from its fp32 file, "
+                                                   "ignoring the recipe's 'quantize: int8'"),
     engine: str = typer.Option("onnxruntime", help="onnxruntime | openvino | auto"),
     out: Path = typer.Option(None, dir_okay=False, help="write the counts as JSON here"),
 ) -> None:
@@ -35,7 +37,7 @@ def verdict_rates_cmd(
     settings = load_settings()
     try:
         chosen = load_recipe(recipe, settings)
-        chosen = with_models(chosen, parse_swaps(model, chosen))
+        chosen = with_models(chosen, parse_swaps(model, chosen), fp32=fp32)
         chosen = chosen.model_copy(update={"engine": engine})
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task("inspecting", total=None)

@@ -6,7 +6,9 @@ card's numbers on their own data.
 Segmentation predictions are resized back to each image's size (nearest) before scoring;
 a segmenter trained on tiles (``lineinspect.tile`` metadata) is run on the image's tiles and
 stitched (:func:`models.tiles.predict_tiled`). IoU is accumulated over all pixels of all
-images.
+images. A segmenter is also scored as a line sees it: per tile the service cuts (whole image
+for an untiled one), a clean tile flagged or a defect tile missed
+(:func:`models.tiles.tile_verdicts`: ``false_alarm_rate``, ``miss_rate``).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from models.data import (
 )
 from models.data import read_gray_or_rgb as read_image
 from models.metrics import classification_metrics, confusion, segmentation_metrics_from_confusion
-from models.tiles import predict_tiled
+from models.tiles import predict_tiled, tile_verdicts, verdict_rates
 
 
 def select_samples(
@@ -91,6 +93,7 @@ def evaluate(
     else:
         n = len(meta.classes)
         cm = np.zeros((n, n), np.int64)
+        verdicts = np.zeros((2, 2), np.int64)
         tile = meta.tile
 
         def run(tiles: list[np.ndarray]) -> np.ndarray:
@@ -106,8 +109,12 @@ def evaluate(
                 pred = cv2.resize(
                     pred, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_NEAREST
                 )
-            cm += confusion(_gt_mask(s, img.shape[:2]), pred, n)
+            truth = _gt_mask(s, img.shape[:2])
+            cm += confusion(truth, pred, n)
+            verdicts += tile_verdicts(truth, pred, tile)
         metrics = segmentation_metrics_from_confusion(cm, meta.classes)
+        metrics["tile_verdicts"] = verdicts.tolist()
+        metrics.update(verdict_rates(verdicts))
         if tile:
             metrics["tile"] = tile
     metrics.update(

@@ -97,3 +97,18 @@ def test_int8_is_accepted_only_within_half_a_point_of_fp32() -> None:
                       "macro_f1": {"fp32": 0.91, "int8": 0.91}})
     assert not cls["accepted"] and cls["metric"] == "accuracy" and "more than" in cls["why"]
     assert not acceptance({"split": "val"})["accepted"]
+
+
+def test_int8_segmenter_that_stops_more_clean_tiles_is_rejected() -> None:
+    from models.quantize import acceptance
+
+    figures = {"miou": {"fp32": 0.8195, "int8": 0.8196},
+               "false_alarm_rate": {"fp32": 0.031, "int8": 0.125},
+               "miss_rate": {"fp32": 0.040, "int8": 0.045}}
+    verdict = acceptance(figures)
+    assert not verdict["accepted"] and verdict["metric"] == "miou"
+    assert "false_alarm_rate 0.0310 -> 0.1250" in verdict["why"] and "more than" in verdict["why"]
+    figures["false_alarm_rate"]["int8"] = 0.035
+    assert acceptance(figures)["accepted"]
+    figures["miss_rate"]["int8"] = 0.060
+    assert not acceptance(figures)["accepted"]

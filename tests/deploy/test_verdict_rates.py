@@ -48,9 +48,7 @@ def test_a_swapped_segmenter_changes_the_verdicts(frames: Path, tmp_path: Path) 
                            ("background", "inclusion", "patches", "scratches"),
                            (128.0, 9e3, 1e4, 1.1e4), input_size=(200, 200))
     recipe = load_recipe("steel-strip")
-    recipe = recipe.model_copy(update={"models": [
-        m.model_copy(update={"quantize": "none"}) for m in recipe.models]})
-    swapped = with_models(recipe, parse_swaps([f"sme_deeplabv3plus={blind}"], recipe))
+    swapped = with_models(recipe, parse_swaps([f"sme_deeplabv3plus={blind}"], recipe), fp32=True)
     report = verdict_rates(swapped, [frames / "defects"], Settings(ort_threads=1))
     assert report["models"]["sme_deeplabv3plus"] == str(blind.resolve())
     assert report["defective"]["frames"] > 0 and report["defective"]["ng"] == 0
@@ -108,3 +106,13 @@ def test_an_undecodable_file_is_counted_and_named_not_inspected(frames: Path,
     assert "not decodable, not counted" in result.output and "clean (1)" in result.output
     report = verdict_rates(load_recipe("steel-strip"), [folder], Settings(ort_threads=1))
     assert report["folders"][0]["unreadable"] == 1 and report["clean"]["frames"] == 1
+
+
+def test_fp32_runs_every_model_from_its_fp32_file() -> None:
+    """``--fp32``: what quantisation changes on the line; the shipped recipe runs INT8 files."""
+    recipe = load_recipe("steel-strip")
+    assert any(m.resolved_path().name.endswith(".int8.onnx") for m in recipe.models)
+    plain = with_models(recipe, {}, fp32=True)
+    assert [m.resolved_path().name for m in plain.models] == [
+        Path(m.path).name for m in recipe.models]
+    assert not any(m.resolved_path().name.endswith(".int8.onnx") for m in plain.models)

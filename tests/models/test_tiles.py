@@ -8,7 +8,14 @@ import cv2
 import numpy as np
 import pytest
 
-from models.tiles import cut_tiles, oversample_positive, predict_tiled
+from models.tiles import (
+    TILE_DEFECT_PX,
+    cut_tiles,
+    oversample_positive,
+    predict_tiled,
+    tile_verdicts,
+    verdict_rates,
+)
 from tests.models.cli_helpers import train_classify_mm
 
 
@@ -166,3 +173,22 @@ def test_cli_refuses_a_positive_class_without_a_fraction(tmp_path: Path) -> None
     res = train_classify_mm(tmp_path, "--positive-class", "pit")
     assert res.exit_code == 2
     assert "--positive-class needs a --positive-fraction" in res.output
+
+
+def test_tile_verdicts_count_false_stops_and_misses_per_service_tile() -> None:
+    truth = np.zeros((448, 448), np.uint8)
+    pred = np.zeros_like(truth)
+    truth[10:20, 10:20] = 2  # tile (0, 0): a 100-px defect, found
+    pred[12:22, 10:20] = 2
+    pred[10:20, 300:310] = 1  # tile (224, 0): clean, flagged -> a false stop
+    truth[300:310, 10:20] = 3  # tile (0, 224): a defect, only 20 px predicted -> missed
+    pred[300:302, 10:20] = 3
+    truth[300:331, 300:301] = 1  # tile (224, 224): 31 px is below the rule: clean
+    counts = tile_verdicts(truth, pred, 224)
+    assert counts.tolist() == [[1, 1], [1, 1]]
+    assert verdict_rates(counts) == {"false_alarm_rate": 0.5, "miss_rate": 0.5}
+    truth[331, 300] = 1  # one more pixel: that tile becomes a defect tile, and it is missed
+    assert tile_verdicts(truth, pred, 224, TILE_DEFECT_PX).tolist() == [[0, 1], [2, 1]]
+    whole = tile_verdicts(truth, pred, 0)  # an untiled segmenter: the image is one tile
+    assert whole.tolist() == [[0, 0], [0, 1]]
+    assert verdict_rates(whole) == {"false_alarm_rate": None, "miss_rate": 0.0}
