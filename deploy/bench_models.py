@@ -88,6 +88,23 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+#: CPU features that decide how onnxruntime's INT8 kernels compute: without VNNI (AVX2 only)
+#: u8s8 products can saturate, which is why ``lineinspect quantize`` uses a 7-bit weight range.
+INT8_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def _int8_flags() -> list[str]:
+    """Which of :data:`INT8_FLAGS` this CPU has (empty where /proc/cpuinfo cannot be read)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                return [f for f in INT8_FLAGS if f in have]
+    except OSError:
+        pass
+    return []
+
+
 def _version(module: str) -> str | None:
     try:
         from importlib.metadata import version
@@ -98,7 +115,8 @@ def _version(module: str) -> str | None:
 
 
 def machine_info() -> dict[str, Any]:
-    """CPU, cores, OS, Python and engine versions, load average and the date (UTC)."""
+    """CPU (and its INT8-relevant features), cores, OS, Python and engine versions, load
+    average and the date (UTC)."""
     import onnxruntime as ort
 
     try:
@@ -109,6 +127,7 @@ def machine_info() -> dict[str, Any]:
         physical = None
     return {
         "cpu": _cpu_name(),
+        "int8_flags": _int8_flags(),
         "cores": os.cpu_count(),
         "physical_cores": physical,
         "os": platform.platform(),

@@ -366,6 +366,9 @@ def quantize(
         facts = quantize_int8(model, data, out, images=images, method=method, seed=seed)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
+    from deploy.bench_models import machine_info
+
+    facts["machine"] = machine_info()  # an INT8 file's figures hold for the CPU they came from
     if compare:
         try:
             facts["validation"] = compare_on_split(model, out, data, seed=seed)

@@ -9,10 +9,10 @@ layout is used as a flat folder of images.
 The result is QDQ (QuantizeLinear/DequantizeLinear around every quantised op; onnxruntime's
 CPU provider fuses them into integer kernels), weights INT8 per output channel, activations
 UINT8 per tensor. Weights use a 7-bit range (``reduce_range``): without it onnxruntime's
-u8s8 integer kernels saturate on x86 CPUs without VNNI (AVX2 only), and files that matched
-fp32 on one machine lost 2-3 points on another (docs/PERFORMANCE.md). The artifact metadata
-is copied, the version gets the ``+int8`` build suffix and ``lineinspect.quantization`` says
-how the file was made. A recipe selects the file with
+u8s8 integer kernels saturate on x86 CPUs without VNNI (AVX2 only), and segmenter files that
+matched fp32 on one machine lost 2.5-7.4 points of mIoU on another (docs/PERFORMANCE.md).
+The artifact metadata is copied, the version gets the ``+int8`` build suffix and
+``lineinspect.quantization`` says how the file was made. A recipe selects the file with
 ``quantize: int8`` on the model (``models/zoo/<name>.int8.onnx``). No torch here.
 """
 

@@ -85,7 +85,8 @@ def predict_tiled(
 
 
 #: A tile counts as defective from this many defect pixels: the aluminium tile set's own rule
-#: and the ``min_area`` of the recipes' segmenters.
+#: and the ``min_area`` of the aluminum-profile segmenter (one rule for every segmenter, so
+#: that the rates of two files of one model compare; the recipes' own ``min_area`` differ).
 TILE_DEFECT_PX = 32
 
 

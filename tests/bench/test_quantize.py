@@ -85,6 +85,12 @@ def test_quantize_cli_writes_model_and_validation_comparison(
     val = facts["validation"]
     assert val["split"] == "val" and val["images"] > 0
     assert set(val["accuracy"]) == {"fp32", "int8", "change"}
+    from deploy.bench_models import INT8_FLAGS
+
+    machine = facts["machine"]  # the CPU the figures hold for, and its INT8 features
+    cpuinfo = Path("/proc/cpuinfo")
+    words = set(cpuinfo.read_text().split()) if cpuinfo.exists() else set()
+    assert machine["cpu"] and machine["int8_flags"] == [f for f in INT8_FLAGS if f in words]
 
 
 def test_int8_is_accepted_only_within_half_a_point_of_fp32() -> None:
