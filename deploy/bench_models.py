@@ -78,14 +78,19 @@ def measure(
     return timing
 
 
-def _cpu_name() -> str:
+def _cpuinfo(field: str) -> str | None:
+    """The first ``field`` value of /proc/cpuinfo (``model name``, ``flags``), or None."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
+            if line.lower().startswith(field):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def _cpu_name() -> str:
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 #: CPU features that decide how onnxruntime's INT8 kernels compute: without VNNI (AVX2 only)
@@ -95,14 +100,8 @@ INT8_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
 
 def _int8_flags() -> list[str]:
     """Which of :data:`INT8_FLAGS` this CPU has (empty where /proc/cpuinfo cannot be read)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("flags"):
-                have = set(line.split(":", 1)[1].split())
-                return [f for f in INT8_FLAGS if f in have]
-    except OSError:
-        pass
-    return []
+    have = set((_cpuinfo("flags") or "").split())
+    return [f for f in INT8_FLAGS if f in have]
 
 
 def _version(module: str) -> str | None:

@@ -33,7 +33,7 @@ from models.data import (
 )
 from models.data import read_gray_or_rgb as read_image
 from models.metrics import classification_metrics, confusion, segmentation_metrics_from_confusion
-from models.tiles import predict_tiled, tile_verdicts, verdict_rates
+from models.tiles import predict_tiled, tile_error_rates, tile_verdicts
 
 
 def select_samples(
@@ -114,7 +114,7 @@ def evaluate(
             verdicts += tile_verdicts(truth, pred, tile)
         metrics = segmentation_metrics_from_confusion(cm, meta.classes)
         metrics["tile_verdicts"] = verdicts.tolist()
-        metrics.update(verdict_rates(verdicts))
+        metrics.update(tile_error_rates(verdicts))
         if tile:
             metrics["tile"] = tile
     metrics.update(

@@ -182,7 +182,7 @@ def compare_on_split(
 MAX_DROP = 0.005
 #: The figure that decides, in order of preference (the first the comparison has).
 DECIDING = ("miou", "accuracy", "macro_f1")
-#: A segmenter's tile-level error rates (:func:`models.tiles.verdict_rates`): each may rise by
+#: A segmenter's tile-level error rates (:func:`models.tiles.tile_error_rates`): each may rise by
 #: at most :data:`MAX_RISE` (one percentage point of clean or defect tiles). mIoU alone let
 #: through an INT8 aluminium segmenter that stopped 4x as many clean tiles as its fp32 file.
 RATES = ("false_alarm_rate", "miss_rate")
@@ -200,23 +200,23 @@ def acceptance(
         return {"accepted": False, "why": "no validation figure to decide on"}
     fp32, int8 = validation[metric]["fp32"], validation[metric]["int8"]
     ok = int8 >= fp32 - max_drop
-    why = [
-        f"{metric} {fp32:.4f} -> {int8:.4f} ({100 * (int8 - fp32):+.2f} points; "
-        f"{'within' if ok else 'more than'} {100 * max_drop:.1f} points of fp32)"
-    ]
+    why = [_change(metric, fp32, int8, ok, max_drop)]
     for rate in (r for r in RATES if r in validation):
         a, b = validation[rate]["fp32"], validation[rate]["int8"]
         rate_ok = b <= a + max_rise
         ok = ok and rate_ok
-        why.append(
-            f"{rate} {a:.4f} -> {b:.4f} ({100 * (b - a):+.2f} points; "
-            f"{'within' if rate_ok else 'more than'} {100 * max_rise:.1f} points of fp32)"
-        )
+        why.append(_change(rate, a, b, rate_ok, max_rise))
     return {
         "accepted": bool(ok), "metric": metric, "fp32": fp32, "int8": int8,
         "points": round(100.0 * (int8 - fp32), 2),
         "why": "; ".join(why),
     }
+
+
+def _change(name: str, fp32: float, int8: float, ok: bool, bound: float) -> str:
+    """One figure's fp32 -> INT8 change, in points, against its bound."""
+    return (f"{name} {fp32:.4f} -> {int8:.4f} ({100 * (int8 - fp32):+.2f} points; "
+            f"{'within' if ok else 'more than'} {100 * bound:.1f} points of fp32)")
 
 
 def write_facts(facts: dict[str, Any], out: Path) -> Path:

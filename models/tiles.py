@@ -109,7 +109,7 @@ def tile_verdicts(
     return counts
 
 
-def verdict_rates(counts: np.ndarray) -> dict[str, float | None]:
+def tile_error_rates(counts: np.ndarray) -> dict[str, float | None]:
     """False-alarm rate (clean tiles flagged) and miss rate (defect tiles not flagged) of
     :func:`tile_verdicts` counts; ``None`` where there is no tile of that kind."""
     clean, defect = int(counts[0].sum()), int(counts[1].sum())

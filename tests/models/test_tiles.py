@@ -13,8 +13,8 @@ from models.tiles import (
     cut_tiles,
     oversample_positive,
     predict_tiled,
+    tile_error_rates,
     tile_verdicts,
-    verdict_rates,
 )
 from tests.models.cli_helpers import train_classify_mm
 
@@ -186,9 +186,9 @@ def test_tile_verdicts_count_false_stops_and_misses_per_service_tile() -> None:
     truth[300:331, 300:301] = 1  # tile (224, 224): 31 px is below the rule: clean
     counts = tile_verdicts(truth, pred, 224)
     assert counts.tolist() == [[1, 1], [1, 1]]
-    assert verdict_rates(counts) == {"false_alarm_rate": 0.5, "miss_rate": 0.5}
+    assert tile_error_rates(counts) == {"false_alarm_rate": 0.5, "miss_rate": 0.5}
     truth[331, 300] = 1  # one more pixel: that tile becomes a defect tile, and it is missed
     assert tile_verdicts(truth, pred, 224, TILE_DEFECT_PX).tolist() == [[0, 1], [2, 1]]
     whole = tile_verdicts(truth, pred, 0)  # an untiled segmenter: the image is one tile
     assert whole.tolist() == [[0, 0], [0, 1]]
-    assert verdict_rates(whole) == {"false_alarm_rate": None, "miss_rate": 0.0}
+    assert tile_error_rates(whole) == {"false_alarm_rate": None, "miss_rate": 0.0}
