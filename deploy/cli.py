@@ -192,6 +192,9 @@ def train(
     class_weight_power: float = typer.Option(
         0.5, help="loss weight of a class = (largest class count / its count) ** this, in "
         "[0, 1]; 0 = all classes alike"),
+    train_crop: int = typer.Option(
+        0, help="segment: train on random crops of this many px of the --input-size images "
+        "(0 = whole images); validation and export use the whole input size"),
 ) -> None:
     """Train a zoo network on a data set with a grouped train/validation split; fine-tune
     with --init-from and QA's reviews (--extra-data)."""
@@ -221,6 +224,8 @@ def train(
         fail(f"--freeze-stages needs a lite* variant and a number of stages in 1..{LITE_STAGES}")
     if not 0.0 <= class_weight_power <= 1.0:
         fail("--class-weight-power must be in [0, 1]")
+    if train_crop and (task != "segment" or not 0 < train_crop <= min(size)):
+        fail(f"--train-crop is for segmentation and must be in 1..{min(size)} (the input size)")
     cfg = TrainConfig(
         task=task,
         arch=arch,
@@ -245,6 +250,7 @@ def train(
         init_from=str(init_from or ""),
         freeze_stages=freeze_stages,
         class_weight_power=class_weight_power,
+        train_crop=train_crop,
     )
     try:
         metrics = do_train(cfg, resume=resume)

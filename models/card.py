@@ -63,10 +63,20 @@ def _run_options(cfg: dict) -> str:
     opts = f" --freeze-stages {cfg['freeze_stages']}" if cfg.get("freeze_stages") else ""
     power = _class_weight_power(cfg)
     opts += f" --class-weight-power {power:g}" if power != 0.5 else ""
+    opts += f" --train-crop {cfg['train_crop']}" if cfg.get("train_crop") else ""
     opts += f" --threads {cfg['threads']}" if cfg.get("threads") else ""
     if cfg.get("max_minutes"):
         opts += f" --max-minutes {cfg['max_minutes']:g}"
     return opts
+
+
+def _crop_text(cfg: dict) -> str:
+    """The training crop, when the run trained on windows of its input (``--train-crop``)."""
+    if not cfg.get("train_crop"):
+        return ""
+    h, w = cfg["input_size"]
+    return (f", random {cfg['train_crop']}x{cfg['train_crop']} crops of the {h}x{w} input "
+            "(validation and this file: the whole input)")
 
 
 def _loss_text(cfg: dict) -> str:
@@ -223,7 +233,7 @@ def render_card(f: dict) -> str:
         f"{cfg['warmup_epochs']} warm-up epochs then cosine, batch {cfg['batch_size']}, "
         f"{_loss_text(cfg)}, EMA {cfg['ema_decay']}, {_weights_text(cfg)}, "
         "augmentation: flips, 90° rotations, brightness "
-        "x0.7–1.3, Gaussian noise",
+        f"x0.7–1.3, Gaussian noise{_crop_text(cfg)}",
         *_data_notes(cfg, f["split"]),
         f"- best epoch {f.get('best_epoch') or '?'} of "
         f"{cfg['epochs']}, selected by validation {cfg['select_metric']}; wall time "

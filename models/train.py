@@ -87,6 +87,10 @@ class TrainConfig:
     freeze_stages: int = 0
     #: loss weight of a class = (largest class count / its count) ** this (0 = all equal)
     class_weight_power: float = 0.5
+    #: segment only: train on random square crops of this many px of the input-size images
+    #: (0 = whole images); validation and the exported file see the whole input size, so an
+    #: input larger than the data's own size costs the training run no more per step
+    train_crop: int = 0
 
 
 def _seed_everything(seed: int) -> None:
@@ -216,6 +220,19 @@ def _augment(x: torch.Tensor, y: torch.Tensor | None, square: bool) -> tuple[tor
     return x, y
 
 
+def random_crops(x: torch.Tensor, y: torch.Tensor, size: int) -> tuple[torch.Tensor, ...]:
+    """One random ``size`` x ``size`` window per image of NCHW ``x`` and its NHW mask ``y``."""
+    h, w = x.shape[2:]
+    if size > min(h, w):
+        raise ValueError(f"crop {size} px is larger than the {h}x{w} input")
+    tops = torch.randint(0, h - size + 1, (len(x),)).tolist()
+    lefts = torch.randint(0, w - size + 1, (len(x),)).tolist()
+    windows = list(zip(tops, lefts, strict=True))
+    xs = [xi[:, t : t + size, c : c + size] for xi, (t, c) in zip(x, windows, strict=True)]
+    ys = [yi[t : t + size, c : c + size] for yi, (t, c) in zip(y, windows, strict=True)]
+    return torch.stack(xs), torch.stack(ys)
+
+
 class Ema:
     """Exponential moving average of the model weights (evaluated and exported)."""
 
@@ -334,6 +351,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
             if cfg.augment:
                 x, yy = _augment(x, y if cfg.task == "segment" else None, square)
                 y = yy if cfg.task == "segment" else y
+            if cfg.train_crop:
+                x, y = random_crops(x, y, cfg.train_crop)
             x, y = ((x.to(device) - m_t) / s_t), y.to(device)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step)

@@ -71,3 +71,13 @@ def test_card_names_the_class_weights_the_run_used(facts: dict) -> None:
     card = render_card(facts)
     assert "equal loss weights for every class" in _line(card, "- hyper-parameters:")
     assert "--class-weight-power 0" in _line(card, "- command:")
+
+
+def test_card_command_names_the_training_crop(facts: dict) -> None:
+    facts["config"].pop("train_crop", None)
+    assert "--train-crop" not in _line(render_card(facts), "- command:")
+    facts["config"]["train_crop"] = 200
+    facts["config"]["input_size"] = [288, 288]
+    card = render_card(facts)
+    assert "--train-crop 200" in _line(card, "- command:")
+    assert "random 200x200 crops of the 288x288 input" in _line(card, "- hyper-parameters:")
