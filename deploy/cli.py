@@ -357,6 +357,9 @@ def quantize(
     method: str = typer.Option("minmax", help="minmax | entropy | percentile"),
     seed: int = 0,
     compare: bool = typer.Option(True, help="score fp32 and int8 on the validation split"),
+    keep_float: list[str] = typer.Option(
+        None, "--keep-float", help="keep the nodes whose names start with this in float "
+        "(repeat; e.g. a segmenter's full-resolution layers)"),
 ) -> None:
     """INT8 static quantisation calibrated on training images (recipe: ``quantize: int8``)."""
     from models.quantize import (
@@ -369,7 +372,8 @@ def quantize(
 
     out = out or int8_path(model)
     try:
-        facts = quantize_int8(model, data, out, images=images, method=method, seed=seed)
+        facts = quantize_int8(model, data, out, images=images, method=method, seed=seed,
+                              keep_float=tuple(keep_float or ()))
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
     from deploy.bench_models import machine_info

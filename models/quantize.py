@@ -96,8 +96,12 @@ def quantize_int8(
     split: str = "train",
     method: str = "minmax",
     seed: int = 0,
+    keep_float: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """Write the INT8 QDQ model of ``model`` (default :func:`int8_path`); returns the facts."""
+    """Write the INT8 QDQ model of ``model`` (default :func:`int8_path`); returns the facts.
+
+    Nodes whose names start with one of ``keep_float`` stay in float (e.g. a segmenter's
+    full-resolution layers, where INT8 shrinks small defects below a tile's verdict)."""
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -109,6 +113,7 @@ def quantize_int8(
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}")
     out = out or int8_path(model)
+    float_nodes(model, keep_float)  # refuse a prefix that matches nothing, before any work
     paths = calibration_images(data, split, images, seed)
     calib = {
         "minmax": CalibrationMethod.MinMax,
@@ -122,6 +127,7 @@ def quantize_int8(
             quant_pre_process(str(model), str(src), skip_symbolic_shape=True)
         except Exception:  # noqa: BLE001 - optional step; quantise the file as it is
             src = model
+        kept = float_nodes(src, keep_float)
         out.parent.mkdir(parents=True, exist_ok=True)
         quantize_static(
             str(src),
@@ -133,12 +139,14 @@ def quantize_int8(
             weight_type=QuantType.QInt8,
             calibrate_method=calib,
             reduce_range=True,  # 7-bit weights: u8s8 kernels saturate on CPUs without VNNI
+            nodes_to_exclude=kept,
         )
     props = read_props(model)
     how = (
         f"int8 static QDQ (weights int8 per channel in a 7-bit range, activations uint8), "
         f"{method} calibration "
         f"on {len(paths)} {split} images of {Path(data).name}"
+        + (f"; {len(kept)} nodes kept in float ({', '.join(keep_float)})" if keep_float else "")
     )
     props[PREFIX + "version"] = props[PREFIX + "version"].split("+")[0] + "+int8"
     props[PREFIX + "quantization"] = how
@@ -154,7 +162,20 @@ def quantize_int8(
         "fp32_mb": round(model.stat().st_size / 1e6, 2),
         "int8_mb": round(out.stat().st_size / 1e6, 2),
     }
+    if keep_float:
+        facts["kept_float"] = {"prefixes": list(keep_float), "nodes": kept}
     return facts
+
+
+def float_nodes(model: Path, prefixes: tuple[str, ...]) -> list[str]:
+    """Names of ``model``'s nodes that start with one of ``prefixes``; ValueError for a
+    prefix that matches no node (a typo would silently quantise everything)."""
+    names = [n.name for n in onnx.load(str(model), load_external_data=False).graph.node]
+    unmatched = [p for p in prefixes if not any(n.startswith(p) for n in names)]
+    if unmatched:
+        raise ValueError(f"--keep-float {', '.join(unmatched)}: no node of {model.name} "
+                         f"starts with it (its first nodes: {', '.join(names[:3])})")
+    return [n for n in names if n.startswith(tuple(prefixes))] if prefixes else []
 
 
 def compare_on_split(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 
@@ -118,3 +119,42 @@ def test_int8_segmenter_that_stops_more_clean_tiles_is_rejected() -> None:
     assert acceptance(figures)["accepted"]
     figures["miss_rate"]["int8"] = 0.060
     assert not acceptance(figures)["accepted"]
+
+
+def _weight_is_dequantized(graph: onnx.GraphProto, conv: str) -> bool:
+    """Whether node ``conv``'s weight reaches it through a DequantizeLinear (INT8)."""
+    producers = {o: n for n in graph.node for o in n.output}
+    node = next(n for n in graph.node if n.name == conv)
+    source = producers.get(node.input[1])
+    return source is not None and source.op_type == "DequantizeLinear"
+
+
+def test_keep_float_leaves_the_named_nodes_unquantised(
+    tmp_path: Path, calib_dir: Path
+) -> None:
+    fp32 = export_tiny_net(tmp_path / "net.onnx")
+    facts = quantize_int8(fp32, calib_dir, images=8, keep_float=("/0/",))
+    assert facts["kept_float"] == {"prefixes": ["/0/"], "nodes": ["/0/Conv"]}
+    graph = onnx.load(facts["out"]).graph
+    assert not _weight_is_dequantized(graph, "/0/Conv")
+    assert _weight_is_dequantized(graph, "/2/Conv")
+    assert "1 nodes kept in float (/0/)" in read_props(Path(facts["out"]))[
+        "lineinspect.quantization"]
+    full = Path(quantize_int8(fp32, calib_dir, tmp_path / "all.onnx", images=8)["out"])
+    assert _weight_is_dequantized(onnx.load(str(full)).graph, "/0/Conv")
+
+
+def test_keep_float_prefix_that_matches_nothing_is_refused(
+    tmp_path: Path, calib_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from deploy.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    fp32 = export_tiny_net(tmp_path / "net.onnx")
+    res = CliRunner().invoke(app, ["quantize", "--model", str(fp32), "--data", str(calib_dir),
+                                   "--images", "8", "--keep-float", "/backbone/"])
+    assert res.exit_code == 2
+    assert "--keep-float /backbone/: no node of net.onnx starts with it" in res.output
+    assert not int8_path(fp32).exists() and not int8_path(fp32).with_suffix(".json").exists()
