@@ -224,8 +224,6 @@ def train(
         fail(f"--freeze-stages needs a lite* variant and a number of stages in 1..{LITE_STAGES}")
     if not 0.0 <= class_weight_power <= 1.0:
         fail("--class-weight-power must be in [0, 1]")
-    if train_crop and (task != "segment" or not 0 < train_crop <= min(size)):
-        fail(f"--train-crop is for segmentation and must be in 1..{min(size)} (the input size)")
     cfg = TrainConfig(
         task=task,
         arch=arch,

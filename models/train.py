@@ -288,6 +288,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         raise ValueError(f"{cfg.data} is a {index.task} data set, not {cfg.task}")
     if (cfg.tile or cfg.positive_fraction) and cfg.task != "segment":
         raise ValueError("--tile and --positive-fraction are for segmentation only")
+    if cfg.train_crop and (cfg.task != "segment" or not 0 < cfg.train_crop <= min(cfg.input_size)):
+        raise ValueError(f"--train-crop is for segmentation and must be in "
+                         f"1..{min(cfg.input_size)} (the input size)")
     positive_id = _class_id(index.classes, cfg.positive_class)
     out.mkdir(parents=True, exist_ok=True)  # after the checks: a refused run leaves nothing
     train_s, val_s = load_split(cfg, index)

@@ -46,6 +46,20 @@ def test_cli_refuses_a_crop_for_classification_or_past_the_input(
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("crop", [49, -5])
+def test_train_refuses_a_crop_outside_the_input_before_writing(tmp_path: Path, crop: int) -> None:
+    from models.train import TrainConfig, train
+    from tests.models.test_tiles import _ksdd_like
+
+    _ksdd_like(tmp_path / "ksdd")
+    cfg = TrainConfig(task="segment", arch="sme_deeplabv3plus", data=str(tmp_path / "ksdd"),
+                      out=str(tmp_path / "run"), epochs=1, input_size=[48, 48], tile=64,
+                      train_crop=crop)
+    with pytest.raises(ValueError, match="--train-crop is for segmentation and must be in 1..48"):
+        train(cfg)
+    assert not (tmp_path / "run").exists()
+
+
 def test_training_steps_see_crops_and_validation_the_whole_input(
     tmp_path: Path, monkeypatch
 ) -> None:
