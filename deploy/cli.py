@@ -195,6 +195,11 @@ def train(
     train_crop: int = typer.Option(
         0, help="segment: train on random crops of this many px of the --input-size images "
         "(0 = whole images); validation and export use the whole input size"),
+    distill_from: Path = typer.Option(
+        None, help="segment: a released ONNX segmenter of the same classes and input; the run "
+        "also learns its probabilities averaged over flips and rotations"),
+    distill_weight: float = typer.Option(
+        1.0, help="with --distill-from: weight of its KL term beside the label loss"),
 ) -> None:
     """Train a zoo network on a data set with a grouped train/validation split; fine-tune
     with --init-from and QA's reviews (--extra-data)."""
@@ -224,6 +229,10 @@ def train(
         fail(f"--freeze-stages needs a lite* variant and a number of stages in 1..{LITE_STAGES}")
     if not 0.0 <= class_weight_power <= 1.0:
         fail("--class-weight-power must be in [0, 1]")
+    if distill_from is not None and not distill_from.is_file():
+        fail(f"--distill-from {distill_from}: no such ONNX file")
+    if distill_weight <= 0:
+        fail("--distill-weight must be above 0")
     cfg = TrainConfig(
         task=task,
         arch=arch,
@@ -249,6 +258,8 @@ def train(
         freeze_stages=freeze_stages,
         class_weight_power=class_weight_power,
         train_crop=train_crop,
+        distill_from=str(distill_from or ""),
+        distill_weight=distill_weight,
     )
     try:
         metrics = do_train(cfg, resume=resume)

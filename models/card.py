@@ -64,6 +64,8 @@ def _run_options(cfg: dict) -> str:
     power = _class_weight_power(cfg)
     opts += f" --class-weight-power {power:g}" if power != 0.5 else ""
     opts += f" --train-crop {cfg['train_crop']}" if cfg.get("train_crop") else ""
+    if cfg.get("distill_from"):
+        opts += f" --distill-from {cfg['distill_from']} --distill-weight {cfg['distill_weight']:g}"
     opts += f" --threads {cfg['threads']}" if cfg.get("threads") else ""
     if cfg.get("max_minutes"):
         opts += f" --max-minutes {cfg['max_minutes']:g}"
@@ -82,7 +84,12 @@ def _crop_text(cfg: dict) -> str:
 def _loss_text(cfg: dict) -> str:
     """The training loss as models.train._loss computes it for the task."""
     if cfg["task"] == "segment":
-        return "loss: cross-entropy + soft Dice (no label smoothing)"
+        h, w = cfg["input_size"]
+        teacher = (f" + {cfg['distill_weight']:g} x per-pixel KL divergence from the "
+                   f"probabilities of `{Path(cfg['distill_from']).name}` averaged over its "
+                   f"{8 if h == w else 4} flips/rotations (models/distill.py)"
+                   ) if cfg.get("distill_from") else ""
+        return f"loss: cross-entropy + soft Dice (no label smoothing){teacher}"
     return f"cross-entropy with label smoothing {cfg['label_smoothing']}"
 
 

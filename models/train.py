@@ -39,6 +39,7 @@ from models.data import (
     index_dataset,
     read_gray_or_rgb,
 )
+from models.distill import check_teacher, distill_loss, teacher_targets
 from models.metrics import classification_metrics, segmentation_metrics
 
 
@@ -91,6 +92,11 @@ class TrainConfig:
     #: (0 = whole images); validation and the exported file see the whole input size, so an
     #: input larger than the data's own size costs the training run no more per step
     train_crop: int = 0
+    #: segment only: a released ONNX segmenter of the same classes and input whose averaged
+    #: D4 probabilities on the training images the run also learns (:mod:`models.distill`)
+    distill_from: str = ""
+    #: weight of the KL term towards ``distill_from``'s probabilities, beside the label loss
+    distill_weight: float = 1.0
 
 
 def _seed_everything(seed: int) -> None:
@@ -201,23 +207,31 @@ def _load_mask(s: Sample, size: list[int]) -> np.ndarray:
     return cv2.resize(m, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
 
 
-def _augment(x: torch.Tensor, y: torch.Tensor | None, square: bool) -> tuple[torch.Tensor, ...]:
-    """Batch augmentation: flips, 90-degree rotations, brightness 0.7-1.3, Gaussian noise."""
-    if random.random() < 0.5:
-        x = x.flip(3)
-        y = y.flip(2) if y is not None else None
-    if random.random() < 0.5:
-        x = x.flip(2)
-        y = y.flip(1) if y is not None else None
-    if square and random.random() < 0.5:
-        x = x.rot90(1, (2, 3))
-        y = y.rot90(1, (1, 2)) if y is not None else None
+def _augment(
+    x: torch.Tensor, y: torch.Tensor | None, square: bool, soft: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Batch augmentation: flips, 90-degree rotations, brightness 0.7-1.3, Gaussian noise.
+
+    The NHW mask ``y`` and the NCHW teacher probabilities ``soft`` (when given) get the same
+    flips and rotation as the images."""
+    flip_w = random.random() < 0.5
+    flip_h = random.random() < 0.5
+    rotate = square and random.random() < 0.5
+
+    def geometric(t: torch.Tensor) -> torch.Tensor:  # NCHW
+        t = t.flip(3) if flip_w else t
+        t = t.flip(2) if flip_h else t
+        return t.rot90(1, (2, 3)) if rotate else t
+
+    x = geometric(x)
+    y = geometric(y.unsqueeze(1)).squeeze(1) if y is not None else None
+    soft = geometric(soft) if soft is not None else None
     n = x.shape[0]
     scale = torch.empty(n, 1, 1, 1).uniform_(0.7, 1.3)
     x = (x * scale).clamp(0, 1)
     noisy = (torch.rand(n, 1, 1, 1) < 0.3).float()
     x = (x + noisy * torch.randn_like(x) * 0.02).clamp(0, 1)
-    return x, y
+    return x, y, soft
 
 
 def random_crops(x: torch.Tensor, y: torch.Tensor, size: int) -> tuple[torch.Tensor, ...]:
@@ -291,6 +305,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     if cfg.train_crop and (cfg.task != "segment" or not 0 < cfg.train_crop <= min(cfg.input_size)):
         raise ValueError(f"--train-crop is for segmentation and must be in "
                          f"1..{min(cfg.input_size)} (the input size)")
+    if cfg.distill_from:
+        if cfg.task != "segment" or cfg.train_crop:
+            raise ValueError("--distill-from is for segmentation on whole input-size images "
+                             "(not with --train-crop)")
+        check_teacher(Path(cfg.distill_from), index.classes, cfg.input_size, cfg.channels)
     positive_id = _class_id(index.classes, cfg.positive_class)
     out.mkdir(parents=True, exist_ok=True)  # after the checks: a refused run leaves nothing
     train_s, val_s = load_split(cfg, index)
@@ -306,6 +325,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
 
         keep = oversample_positive(ytr, cfg.positive_fraction, positive_id)
         xtr, ytr = xtr[keep], ytr[keep]
+    soft_tr = (teacher_targets(Path(cfg.distill_from), xtr, index.classes, cfg.input_size,
+                               cfg.channels, cfg.threads) if cfg.distill_from else None)
     num_classes = len(index.classes)
     model = arch_registry.build(cfg.arch, num_classes, cfg.channels, cfg.variant).to(device)
     if cfg.init_from:
@@ -351,8 +372,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         for b in bar:
             idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
             x, y = xtr_t[idx], ytr_t[idx]
+            soft = soft_tr[idx] if soft_tr is not None else None
             if cfg.augment:
-                x, yy = _augment(x, y if cfg.task == "segment" else None, square)
+                x, yy, soft = _augment(x, y if cfg.task == "segment" else None, square, soft)
                 y = yy if cfg.task == "segment" else y
             if cfg.train_crop:
                 x, y = random_crops(x, y, cfg.train_crop)
@@ -362,6 +384,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
             with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
                 logits = model(x)
                 loss = _loss(cfg, logits, y, weights)
+                if soft is not None:
+                    loss = loss + cfg.distill_weight * distill_loss(logits, soft.to(device))
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(opt)
