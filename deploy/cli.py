@@ -231,8 +231,6 @@ def train(
         fail("--class-weight-power must be in [0, 1]")
     if distill_from is not None and not distill_from.is_file():
         fail(f"--distill-from {distill_from}: no such ONNX file")
-    if distill_weight <= 0:
-        fail("--distill-weight must be above 0")
     cfg = TrainConfig(
         task=task,
         arch=arch,

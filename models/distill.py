@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from google.protobuf.message import DecodeError
 from tqdm import tqdm
 
-from core.model_meta import read_meta
+from core.model_meta import ModelMeta, read_meta
 from core.preprocess import preprocess
 from inference.backends.onnxruntime import create_session
 
@@ -47,16 +48,22 @@ def _undo(a: np.ndarray, view: tuple[bool, bool, bool]) -> np.ndarray:
     return a.transpose(0, 1, 3, 2) if t else a
 
 
-def check_teacher(teacher: Path, classes: list[str], input_size: list[int], channels: int) -> None:
-    """ValueError unless ``teacher`` is a segmenter of ``classes`` at ``input_size`` with
-    ``channels`` channels (reads only the file's metadata)."""
-    meta = read_meta(teacher)
+def check_teacher(
+    teacher: Path, classes: list[str], input_size: list[int], channels: int
+) -> ModelMeta:
+    """The metadata of ``teacher``; ValueError unless it is an ONNX segmenter of ``classes``
+    at ``input_size`` with ``channels`` channels (reads only the file's metadata)."""
+    try:
+        meta = read_meta(teacher)
+    except DecodeError as exc:
+        raise ValueError(f"--distill-from {teacher}: not an ONNX file ({exc})") from exc
     if (meta.task != "segment" or list(meta.classes) != list(classes)
             or list(meta.input_size) != list(input_size) or meta.channels != channels):
         raise ValueError(
             f"--distill-from {teacher}: a {meta.task} model of classes {list(meta.classes)}, "
             f"input {list(meta.input_size)} x {meta.channels} channels; this run needs a "
             f"segmenter of {classes}, input {input_size} x {channels} channels")
+    return meta
 
 
 def teacher_targets(
@@ -71,8 +78,7 @@ def teacher_targets(
     """Averaged class probabilities of ``teacher`` for uint8 NHWC ``images`` (float16 NCHW).
 
     ValueError, before any inference, when :func:`check_teacher` refuses the teacher."""
-    check_teacher(teacher, classes, input_size, channels)
-    meta = read_meta(teacher)
+    meta = check_teacher(teacher, classes, input_size, channels)
     session = create_session(teacher, threads=threads)
     name = session.get_inputs()[0].name
     views = _views(input_size[0] == input_size[1])

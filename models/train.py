@@ -310,6 +310,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
             raise ValueError("--distill-from is for segmentation on whole input-size images "
                              "(not with --train-crop)")
         check_teacher(Path(cfg.distill_from), index.classes, cfg.input_size, cfg.channels)
+    if cfg.distill_weight <= 0 or (cfg.distill_weight != 1.0 and not cfg.distill_from):
+        raise ValueError("--distill-weight must be above 0 and needs --distill-from")
     positive_id = _class_id(index.classes, cfg.positive_class)
     out.mkdir(parents=True, exist_ok=True)  # after the checks: a refused run leaves nothing
     train_s, val_s = load_split(cfg, index)

@@ -93,6 +93,29 @@ def test_a_teacher_that_does_not_fit_is_refused_before_writing(
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("options, message", [
+    ({"distill_weight": 0.0, "distill_from": "TEACHER"}, "--distill-weight must be above 0"),
+    ({"distill_weight": 2.0}, "needs --distill-from"),
+    ({"distill_from": "NOT_ONNX"}, "not an ONNX file"),
+])
+def test_a_bad_weight_or_a_file_that_is_no_onnx_is_refused_before_writing(
+    tmp_path: Path, options: dict, message: str
+) -> None:
+    from models.train import TrainConfig, train
+
+    _ksdd_like(tmp_path / "ksdd")
+    files = {"TEACHER": str(_bright_defect_teacher(tmp_path / "t.onnx")),
+             "NOT_ONNX": str(tmp_path / "labels.onnx")}
+    (tmp_path / "labels.onnx").write_text("file,defective\n")
+    options = {k: files.get(v, v) if isinstance(v, str) else v for k, v in options.items()}
+    cfg = TrainConfig(task="segment", arch="sme_deeplabv3plus", data=str(tmp_path / "ksdd"),
+                      out=str(tmp_path / "run"), epochs=1, input_size=[32, 32], tile=64,
+                      **options)
+    with pytest.raises(ValueError, match=message):
+        train(cfg)
+    assert not (tmp_path / "run").exists()
+
+
 def test_cli_refuses_a_missing_teacher_and_distilling_a_classifier(tmp_path: Path) -> None:
     from tests.models.cli_helpers import train_classify_mm
 
