@@ -7,8 +7,9 @@ mapped back and averaged, and the run's loss adds the per-pixel KL divergence fr
 averaged probabilities (:func:`distill_loss`). Test-time averaging is what makes the teacher
 better than the file it is (docs/PERFORMANCE.md: D4 lifts sme_deeplabv3plus 2.0.0 from
 0.8206 to 0.8272 mIoU at 8x the compute); distilling it gives the student the averaged
-answer at one view's cost. Only the ONNX file is read, through the service's preprocessing
-normalisation (:func:`core.preprocess.preprocess`), so any released file can teach.
+answer at one view's cost. Only the ONNX file is read, through the service's own
+:class:`inference.model.OnnxModel` (its preprocessing and engine), so any released file can
+teach.
 """
 
 from __future__ import annotations
@@ -21,9 +22,8 @@ import torch.nn.functional as F
 from google.protobuf.message import DecodeError
 from tqdm import tqdm
 
-from core.model_meta import ModelMeta, read_meta
-from core.preprocess import preprocess
-from inference.backends.onnxruntime import create_session
+from core.model_meta import read_meta
+from inference.model import OnnxModel
 
 
 def _views(square: bool) -> list[tuple[bool, bool, bool]]:
@@ -48,11 +48,9 @@ def _undo(a: np.ndarray, view: tuple[bool, bool, bool]) -> np.ndarray:
     return a.transpose(0, 1, 3, 2) if t else a
 
 
-def check_teacher(
-    teacher: Path, classes: list[str], input_size: list[int], channels: int
-) -> ModelMeta:
-    """The metadata of ``teacher``; ValueError unless it is an ONNX segmenter of ``classes``
-    at ``input_size`` with ``channels`` channels (reads only the file's metadata)."""
+def check_teacher(teacher: Path, classes: list[str], input_size: list[int], channels: int) -> None:
+    """ValueError unless ``teacher`` is an ONNX segmenter of ``classes`` at ``input_size``
+    with ``channels`` channels (reads only the file's metadata)."""
     try:
         meta = read_meta(teacher)
     except DecodeError as exc:
@@ -63,7 +61,6 @@ def check_teacher(
             f"--distill-from {teacher}: a {meta.task} model of classes {list(meta.classes)}, "
             f"input {list(meta.input_size)} x {meta.channels} channels; this run needs a "
             f"segmenter of {classes}, input {input_size} x {channels} channels")
-    return meta
 
 
 def teacher_targets(
@@ -78,17 +75,16 @@ def teacher_targets(
     """Averaged class probabilities of ``teacher`` for uint8 NHWC ``images`` (float16 NCHW).
 
     ValueError, before any inference, when :func:`check_teacher` refuses the teacher."""
-    meta = check_teacher(teacher, classes, input_size, channels)
-    session = create_session(teacher, threads=threads)
-    name = session.get_inputs()[0].name
+    check_teacher(teacher, classes, input_size, channels)
+    model = OnnxModel(teacher, threads=threads)
     views = _views(input_size[0] == input_size[1])
     out = torch.empty((len(images), len(classes), *input_size), dtype=torch.float16)
     desc = f"teacher {teacher.name} ({len(views)} views)"
     for i in tqdm(range(0, len(images), batch), desc=desc):
-        x = preprocess(list(images[i : i + batch]), channels, input_size, meta.mean, meta.std)
-        acc = np.zeros((len(x), len(classes), *input_size), np.float32)
+        x = model.preprocess(list(images[i : i + batch]))
+        acc = np.zeros(x.shape[:1] + out.shape[1:], np.float32)
         for view in views:
-            logits = session.run(None, {name: np.ascontiguousarray(_apply(x, view))})[0]
+            logits = model.run(np.ascontiguousarray(_apply(x, view)))
             acc += _undo(torch.from_numpy(logits).softmax(1).numpy(), view)
         out[i : i + len(x)] = torch.from_numpy(acc / len(views))
     return out

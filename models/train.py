@@ -322,13 +322,14 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     extra: dict = {}
     if cfg.extra_data:
         xtr, ytr, extra = _add_extra_data(cfg, index.classes, xtr, ytr)
-    if cfg.positive_fraction:
+    soft_tr = (teacher_targets(Path(cfg.distill_from), xtr, index.classes, cfg.input_size,
+                               cfg.channels, cfg.threads) if cfg.distill_from else None)
+    if cfg.positive_fraction:  # repeats tiles: their teacher targets are computed once
         from models.tiles import oversample_positive
 
         keep = oversample_positive(ytr, cfg.positive_fraction, positive_id)
         xtr, ytr = xtr[keep], ytr[keep]
-    soft_tr = (teacher_targets(Path(cfg.distill_from), xtr, index.classes, cfg.input_size,
-                               cfg.channels, cfg.threads) if cfg.distill_from else None)
+        soft_tr = soft_tr[torch.from_numpy(keep)] if soft_tr is not None else None
     num_classes = len(index.classes)
     model = arch_registry.build(cfg.arch, num_classes, cfg.channels, cfg.variant).to(device)
     if cfg.init_from:
