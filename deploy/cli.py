@@ -200,6 +200,9 @@ def train(
         "also learns its probabilities averaged over flips and rotations"),
     distill_weight: float = typer.Option(
         1.0, help="with --distill-from: weight of its KL term beside the label loss"),
+    overlap_loss: str = typer.Option(
+        "dice", help="segment: dice (soft Dice) | lovasz (Lovász-softmax, an IoU surrogate) "
+        "beside the cross-entropy"),
 ) -> None:
     """Train a zoo network on a data set with a grouped train/validation split; fine-tune
     with --init-from and QA's reviews (--extra-data)."""
@@ -258,6 +261,7 @@ def train(
         train_crop=train_crop,
         distill_from=str(distill_from or ""),
         distill_weight=distill_weight,
+        overlap_loss=overlap_loss,
     )
     try:
         metrics = do_train(cfg, resume=resume)

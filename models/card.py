@@ -64,6 +64,7 @@ def _run_options(cfg: dict) -> str:
     power = _class_weight_power(cfg)
     opts += f" --class-weight-power {power:g}" if power != 0.5 else ""
     opts += f" --train-crop {cfg['train_crop']}" if cfg.get("train_crop") else ""
+    opts += " --overlap-loss lovasz" if cfg.get("overlap_loss") == "lovasz" else ""
     if cfg.get("distill_from"):
         opts += f" --distill-from {cfg['distill_from']} --distill-weight {cfg['distill_weight']:g}"
     opts += f" --threads {cfg['threads']}" if cfg.get("threads") else ""
@@ -89,7 +90,9 @@ def _loss_text(cfg: dict) -> str:
                    f"probabilities of `{Path(cfg['distill_from']).name}` averaged over its "
                    f"{8 if h == w else 4} flips/rotations (models/distill.py)"
                    ) if cfg.get("distill_from") else ""
-        return f"loss: cross-entropy + soft Dice (no label smoothing){teacher}"
+        overlap = ("Lovász-softmax (models/lovasz.py)" if cfg.get("overlap_loss") == "lovasz"
+                   else "soft Dice")
+        return f"loss: cross-entropy + {overlap} (no label smoothing){teacher}"
     return f"cross-entropy with label smoothing {cfg['label_smoothing']}"
 
 

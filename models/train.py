@@ -40,7 +40,11 @@ from models.data import (
     read_gray_or_rgb,
 )
 from models.distill import check_teacher, distill_loss, teacher_targets
+from models.lovasz import lovasz_softmax
 from models.metrics import classification_metrics, segmentation_metrics
+
+#: ``--overlap-loss`` choices: the term beside the segmentation cross-entropy
+OVERLAP_LOSSES = ("dice", "lovasz")
 
 
 @dataclass
@@ -97,6 +101,9 @@ class TrainConfig:
     distill_from: str = ""
     #: weight of the KL term towards ``distill_from``'s probabilities, beside the label loss
     distill_weight: float = 1.0
+    #: segment only: the region-overlap term beside the cross-entropy: "dice" (soft Dice) or
+    #: "lovasz" (Lovász-softmax, a surrogate of the IoU itself; :mod:`models.lovasz`)
+    overlap_loss: str = "dice"
 
 
 def _seed_everything(seed: int) -> None:
@@ -312,6 +319,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         check_teacher(Path(cfg.distill_from), index.classes, cfg.input_size, cfg.channels)
     if cfg.distill_weight <= 0 or (cfg.distill_weight != 1.0 and not cfg.distill_from):
         raise ValueError("--distill-weight must be above 0 and needs --distill-from")
+    if cfg.overlap_loss not in OVERLAP_LOSSES or (cfg.overlap_loss != "dice"
+                                                  and cfg.task != "segment"):
+        raise ValueError(f"--overlap-loss must be one of {', '.join(OVERLAP_LOSSES)} and is "
+                         "for segmentation only")
     positive_id = _class_id(index.classes, cfg.positive_class)
     out.mkdir(parents=True, exist_ok=True)  # after the checks: a refused run leaves nothing
     train_s, val_s = load_split(cfg, index)
@@ -477,6 +488,8 @@ def _loss(cfg: TrainConfig, logits: torch.Tensor, y: torch.Tensor, w: torch.Tens
         return F.cross_entropy(logits, y, weight=w, label_smoothing=cfg.label_smoothing)
     ce = F.cross_entropy(logits, y, weight=w)
     probs = logits.float().softmax(1)
+    if cfg.overlap_loss == "lovasz":
+        return ce + lovasz_softmax(probs, y)
     onehot = F.one_hot(y, logits.shape[1]).permute(0, 3, 1, 2).float()
     inter = (probs * onehot).sum((0, 2, 3))
     denom = probs.sum((0, 2, 3)) + onehot.sum((0, 2, 3))
